@@ -127,9 +127,7 @@ def sample_sigma_factor(key: jax.Array, n_maps: int = 2, sigma: float = 3.5) -> 
       An :class:`IFS` with ``maps: float32[n_maps, 6]``, ``probs: float32[n_maps]``.
     """
     k_a, k_sv, k_rot, k_flip, k_t = jax.random.split(key, 5)
-    a = jax.random.uniform(
-        k_a, minval=sigma - SIGMA_HALF_WIDTH, maxval=sigma + SIGMA_HALF_WIDTH
-    )
+    a = jax.random.uniform(k_a, minval=sigma - SIGMA_HALF_WIDTH, maxval=sigma + SIGMA_HALF_WIDTH)
     a = jnp.clip(a, 1e-6, 3.0 * n_maps)
     svs = sample_singular_values(k_sv, a, n_maps)  # [N, 2]
     angles = jax.random.uniform(k_rot, (2, n_maps), maxval=2 * jnp.pi)
@@ -180,8 +178,9 @@ def perturb(key: jax.Array, base: IFS, num: int, delta: float) -> IFS:
     Returns:
       An :class:`IFS` with ``maps: float32[num, N, 6]``, ``probs: float32[num, N]``.
     """
-    def one(l):
-        k = jax.random.fold_in(key, l)
+
+    def one(i):
+        k = jax.random.fold_in(key, i)
         return jax.random.uniform(k, base.maps.shape, minval=1.0 - delta, maxval=1.0 + delta)
 
     maps = base.maps[None] * jax.vmap(one)(jnp.arange(num))

@@ -1,0 +1,79 @@
+"""Shared entry point for ``python -m experiments.<name>``: flags, and errors as one line.
+
+Bad input (an unknown or out-of-range config field, a bad flag, a missing file) ends the
+program with one line on stderr, ``error: <what> ...<fix>``, and exit status 2, instead of
+a stack trace. Anything else is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from absl import flags
+
+from fractaljax import config_utils
+from fractaljax.ifs import ConfigError
+
+EXIT_BAD_INPUT = 2
+
+
+class UserError(Exception):
+    """Bad input that is not a config value (a missing file, an unwritable directory...)."""
+
+
+def fail(message: str) -> None:
+    """Print ``error: message`` (one line) to stderr and exit with status 2."""
+    print(f"error: {' '.join(str(message).split())}", file=sys.stderr)
+    sys.exit(EXIT_BAD_INPUT)
+
+
+def _config_error(e: Exception, argv: Sequence[str]) -> str:
+    """One line for a failure to load a config file or apply a ``--config.x=y`` override."""
+    msg = str(e).strip().strip("\"'")
+    if isinstance(e, (KeyError, AttributeError)):
+        missing = msg.split("'")[1] if "'" in msg else msg.split()[0]
+        bad = [a for a in argv if a.startswith("--config.") and missing in a.split("=")[0]]
+        where = bad[0] if bad else f"'{missing}'"
+        return f"{where}: unknown config field '{missing}'; see the config file for its fields"
+    if isinstance(e, OSError) and "Failed loading config file" in msg:
+        path = [ln.strip() for ln in msg.splitlines() if ln.strip().endswith(".py")]
+        return f"--config: cannot load {path[0] if path else msg.splitlines()[0]} (no such file?)"
+    return f"bad config: {' '.join(msg.split())}"
+
+
+def define_config(preset: str, help_text: str = "Config file (ml_collections).") -> Any:
+    """``--config`` (a config file, default ``configs/<preset>.py``) with ``--config.x=y``.
+
+    ml_collections applies ``--config.x=y`` overrides of the default file as soon as the
+    flag is defined, so a bad override is reported from here, as one line.
+    """
+    from ml_collections import config_flags
+
+    try:
+        return config_flags.DEFINE_config_file(
+            "config", config_utils.preset(preset), help_text, lock_config=True
+        )
+    except (OSError, KeyError, AttributeError, TypeError, ValueError) as e:
+        fail(_config_error(e, sys.argv))
+
+
+def run(main: Callable[[Sequence[str]], None], argv: Sequence[str] | None = None) -> None:
+    """Parse absl flags (ml_collections config flags included) and call ``main(argv)``."""
+    argv = list(sys.argv if argv is None else argv)
+    try:
+        rest = flags.FLAGS(argv)
+        # Config files load lazily: load them now so their errors are reported here.
+        for name in list(flags.FLAGS):
+            getattr(flags.FLAGS[name].value, "to_dict", None)
+    except flags.Error as e:
+        fail(f"{e} (see --help)")
+    except (OSError, KeyError, AttributeError, TypeError, ValueError) as e:
+        fail(_config_error(e, argv))
+    if len(rest) > 1:
+        fail(f"unexpected arguments {rest[1:]}; flags take the form --name=value (see --help)")
+    try:
+        main(rest)
+    except (ConfigError, UserError) as e:
+        fail(str(e))

@@ -1,0 +1,61 @@
+"""Small helpers over ml_collections configs: dotted-path get/set with type checks."""
+
+from __future__ import annotations
+
+import os
+
+import ml_collections
+
+from fractaljax.ifs import ConfigError
+
+CONFIG_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs")
+
+
+def preset(name: str) -> str:
+    """Path of a config preset shipped in ``configs/`` (e.g. ``preset('onepfrac')``)."""
+    return os.path.join(CONFIG_DIR, f"{name}.py")
+
+
+def get_field(config: ml_collections.ConfigDict, path: str):
+    node = config
+    for part in path.split("."):
+        if not isinstance(node, ml_collections.ConfigDict) or part not in node:
+            raise ConfigError(f"{path}: unknown config field")
+        node = node[part]
+    return node
+
+
+def parse_value(path: str, old, text: str):
+    """Parse ``text`` as the type of the field's current value ``old``."""
+    try:
+        if isinstance(old, bool):
+            if text.lower() not in ("true", "false", "1", "0"):
+                raise ValueError
+            return text.lower() in ("true", "1")
+        if isinstance(old, int):
+            return int(text)
+        if isinstance(old, float):
+            return float(text)
+        return type(old)(text) if old is not None else text
+    except ValueError:
+        raise ConfigError(f"{path}={text!r}: expected a {type(old).__name__}") from None
+
+
+def with_field(config: ml_collections.ConfigDict, path: str, value) -> ml_collections.ConfigDict:
+    """A copy of ``config`` with the dotted field ``path`` set to ``value``."""
+    get_field(config, path)
+    new = ml_collections.ConfigDict(config.to_dict())
+    new.update_from_flattened_dict({path: value})
+    return new
+
+
+def parse_vary(config: ml_collections.ConfigDict, spec: str) -> tuple[str, list]:
+    """``'source.delta=0.001,0.01,0.1'`` -> ``('source.delta', [0.001, 0.01, 0.1])``."""
+    if "=" not in spec:
+        raise ConfigError(f"--vary={spec!r}: expected FIELD=V1,V2,... e.g. source.delta=0.01,0.1")
+    path, values = spec.split("=", 1)
+    old = get_field(config, path)
+    vals = [parse_value(path, old, v.strip()) for v in values.split(",") if v.strip()]
+    if not vals:
+        raise ConfigError(f"--vary={spec!r}: no values after '='")
+    return path, vals
