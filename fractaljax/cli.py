@@ -7,6 +7,7 @@ a stack trace. Anything else is a bug and keeps its traceback.
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -26,7 +27,11 @@ class UserError(Exception):
 def fail(message: str) -> None:
     """Print ``error: message`` (one line) to stderr and exit with status 2."""
     print(f"error: {' '.join(str(message).split())}", file=sys.stderr)
-    sys.exit(EXIT_BAD_INPUT)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    # os._exit, not sys.exit: background threads of orbax/tensorstore would otherwise print
+    # tracebacks at interpreter shutdown. Callers close their checkpoints before failing.
+    os._exit(EXIT_BAD_INPUT)
 
 
 def _config_error(e: Exception, argv: Sequence[str]) -> str:

@@ -1,0 +1,34 @@
+"""Pre-train a ViT on a synthetic source.
+
+  python -m experiments.pretrain --config configs/onepfrac_mini.py --workdir runs/mini \
+      [--config.source.delta=0.01 ...]
+
+Resumes from the latest checkpoint in --workdir. Writes checkpoints/, metrics.jsonl,
+tb/ (TensorBoard), config.json and summary.json there.
+"""
+
+from __future__ import annotations
+
+from absl import flags
+
+from fractaljax import cli, train
+
+_CONFIG = cli.define_config("onepfrac_mini", "Pre-training config file.")
+_WORKDIR = flags.DEFINE_string(
+    "workdir", None, "Run directory (resumed if it has checkpoints).", required=True
+)
+
+
+def main(argv) -> None:
+    del argv
+    summary = train.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
+    if "last_loss" in summary:
+        print(
+            f"done: {summary['steps']} steps, loss {summary['first_loss']:.3f} -> "
+            f"{summary['last_loss']:.3f}, pre-training eval top-1 "
+            f"{summary['eval_accuracy']:.1%}, {summary['seconds']:.0f}s"
+        )
+
+
+if __name__ == "__main__":
+    cli.run(main)

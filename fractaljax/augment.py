@@ -1,0 +1,168 @@
+"""On-device augmentation inside the train step: per-example keys, static shapes, vmapped.
+
+Per image: random-resized-crop, horizontal/vertical flips, colour jitter, random erasing.
+Per batch: mixup or cutmix with soft targets (timm's convention: with probability ``prob``
+one of the two is applied, cutmix with probability ``switch_prob`` when both are on).
+Images are ``float32[B, H, W, C]`` in [0, 1] before :func:`normalize`.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+
+from fractaljax.losses import smooth_labels
+
+
+def _crop_box(key, h: int, w: int, scale, ratio):
+    """An Inception-style crop box ``(y0, x0, ch, cw)`` (floats) of area ~ U(scale) * h * w and
+    log-uniform aspect ratio, clipped to the image (the fallback when it does not fit)."""
+    k_area, k_ratio, k_y, k_x = jax.random.split(key, 4)
+    area = jax.random.uniform(k_area, minval=scale[0], maxval=scale[1]) * h * w
+    log_r = jax.random.uniform(k_ratio, minval=jnp.log(ratio[0]), maxval=jnp.log(ratio[1]))
+    r = jnp.exp(log_r)
+    cw = jnp.clip(jnp.sqrt(area * r), 1.0, w)
+    ch = jnp.clip(jnp.sqrt(area / r), 1.0, h)
+    y0 = jax.random.uniform(k_y) * (h - ch)
+    x0 = jax.random.uniform(k_x) * (w - cw)
+    return y0, x0, ch, cw
+
+
+def random_resized_crop(key, img_HWC, scale=(0.08, 1.0), ratio=(3 / 4, 4 / 3)):
+    """Crop a random box and resize it (bilinear) back to the input size."""
+    h, w, _ = img_HWC.shape
+    y0, x0, ch, cw = _crop_box(key, h, w, scale, ratio)
+    sy, sx = h / ch, w / cw
+    return jax.image.scale_and_translate(
+        img_HWC,
+        img_HWC.shape,
+        (0, 1),
+        jnp.array([sy, sx]),
+        jnp.array([-y0 * sy, -x0 * sx]),
+        method="linear",
+        antialias=False,
+    )
+
+
+def flip(key, img_HWC, p_h: float, p_v: float):
+    k_h, k_v = jax.random.split(key)
+    img = jnp.where(jax.random.bernoulli(k_h, p_h), img_HWC[:, ::-1], img_HWC)
+    return jnp.where(jax.random.bernoulli(k_v, p_v), img[::-1], img)
+
+
+def color_jitter(key, img_HWC, strength: float):
+    """Brightness, contrast and saturation factors ~ U(1 - s, 1 + s), in random order-free
+    composition (cheap; the order matters little for gray fractals)."""
+    kb, kc, ks = jax.random.split(key, 3)
+    f = lambda k: jax.random.uniform(k, minval=1 - strength, maxval=1 + strength)
+    img = img_HWC * f(kb)
+    mean = img.mean()
+    img = (img - mean) * f(kc) + mean
+    gray = img.mean(-1, keepdims=True)
+    img = (img - gray) * f(ks) + gray
+    return jnp.clip(img, 0.0, 1.0)
+
+
+def random_erasing(key, img_HWC, p: float, scale=(0.02, 1 / 3), ratio=(0.3, 3.3)):
+    """With probability p, replace a random box with Gaussian noise (timm's 'pixel' mode)."""
+    h, w, c = img_HWC.shape
+    k_on, k_box, k_noise = jax.random.split(key, 3)
+    y0, x0, ch, cw = _crop_box(k_box, h, w, scale, ratio)
+    yy, xx = jnp.arange(h)[:, None], jnp.arange(w)[None, :]
+    box = (yy >= y0) & (yy < y0 + ch) & (xx >= x0) & (xx < x0 + cw)
+    box = box & jax.random.bernoulli(k_on, p)
+    noise = jax.random.normal(k_noise, img_HWC.shape) * 0.5 + 0.5  # N(0, 1) after normalize
+    return jnp.where(box[..., None], noise, img_HWC)
+
+
+def mix(
+    key,
+    images,
+    targets,
+    *,
+    mixup_alpha: float,
+    cutmix_alpha: float,
+    prob: float,
+    switch_prob: float,
+):
+    """Mixup or cutmix of the batch with its reverse; targets mixed by the same weight.
+
+    Args:
+      images: ``float32[B, H, W, C]``; targets: ``float32[B, L]``.
+
+    Returns:
+      ``(images, targets)``; each target row still sums to 1.
+    """
+    if prob <= 0 or (mixup_alpha <= 0 and cutmix_alpha <= 0):
+        return images, targets
+    k_on, k_switch, k_lam, k_box = jax.random.split(key, 4)
+    b, h, w, _ = images.shape
+    use_cutmix = (cutmix_alpha > 0) & (
+        (mixup_alpha <= 0) | jax.random.bernoulli(k_switch, switch_prob)
+    )
+    alpha = jnp.where(use_cutmix, max(cutmix_alpha, 1e-6), max(mixup_alpha, 1e-6))
+    lam = jax.random.beta(k_lam, alpha, alpha)
+    lam = jnp.where(jax.random.bernoulli(k_on, prob), lam, 1.0)
+    other = images[::-1]
+    # Cutmix: a box of area (1 - lam) from the other image; lam is then the kept area.
+    cut = jnp.sqrt(1.0 - lam)
+    ch, cw = jnp.floor(h * cut), jnp.floor(w * cut)
+    ky, kx = jax.random.split(k_box)
+    cy, cx = jax.random.uniform(ky) * h, jax.random.uniform(kx) * w
+    y0, y1 = jnp.clip(cy - ch / 2, 0, h), jnp.clip(cy + ch / 2, 0, h)
+    x0, x1 = jnp.clip(cx - cw / 2, 0, w), jnp.clip(cx + cw / 2, 0, w)
+    yy, xx = jnp.arange(h)[:, None], jnp.arange(w)[None, :]
+    box = (yy >= y0) & (yy < y1) & (xx >= x0) & (xx < x1)
+    lam_cut = 1.0 - box.mean()
+    mixed = jnp.where(
+        use_cutmix,
+        jnp.where(box[None, :, :, None], other, images),
+        lam * images + (1 - lam) * other,
+    )
+    lam = jnp.where(use_cutmix, lam_cut, lam)
+    return mixed, lam * targets + (1 - lam) * targets[::-1]
+
+
+def normalize(images, mean: float = 0.5, std: float = 0.5):
+    """[0, 1] -> the network's input range; the paper uses mean = std = 0.5."""
+    return (images - mean) / std
+
+
+def augment_batch(key, images, labels, num_classes: int, cfg: ml_collections.ConfigDict):
+    """The pre-training augmentation pipeline of ``config.augment``.
+
+    Args:
+      key: PRNG key for this batch.
+      images: ``float32[B, H, W, C]`` in [0, 1].
+      labels: ``int32[B]``.
+
+    Returns:
+      ``(images float32[B, H, W, C] normalised, targets float32[B, L])``.
+    """
+    b = images.shape[0]
+    k_img, k_mix = jax.random.split(key)
+
+    def one(k, img):
+        k_crop, k_flip, k_jit, k_erase = jax.random.split(k, 4)
+        if cfg.crop_scale[0] < 1.0:
+            img = random_resized_crop(k_crop, img, tuple(cfg.crop_scale), tuple(cfg.crop_ratio))
+        img = flip(k_flip, img, cfg.hflip, cfg.vflip)
+        if cfg.color_jitter > 0:
+            img = color_jitter(k_jit, img, cfg.color_jitter)
+        if cfg.erase_prob > 0:
+            img = random_erasing(k_erase, img, cfg.erase_prob)
+        return img
+
+    images = jax.vmap(one)(jax.random.split(k_img, b), images)
+    targets = smooth_labels(labels, num_classes, cfg.label_smoothing)
+    images, targets = mix(
+        k_mix,
+        images,
+        targets,
+        mixup_alpha=cfg.mixup_alpha,
+        cutmix_alpha=cfg.cutmix_alpha,
+        prob=cfg.mix_prob,
+        switch_prob=cfg.mix_switch_prob,
+    )
+    return normalize(images), targets

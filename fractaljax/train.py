@@ -1,0 +1,291 @@
+"""Pre-training: one jit-compiled step renders a batch, augments it, and updates a ViT.
+
+    key_step = fold_in(seed_key, step)
+    images, labels = source.batch(...)        # fractals drawn on device, from (seed, step)
+    x, targets = augment(images, labels)      # crop, flips, jitter, erasing, mixup/cutmix
+    loss = lpce(vit(x), targets)              # L-way cross-entropy over the perturbations
+    state = adamw_update(state, grad(loss))
+
+There is no host data pipeline: the batch at step k is a pure function of (seed, k), so a
+run resumed from a checkpoint at step k sees exactly the batches it would have seen.
+``train_and_evaluate(config, workdir)`` is the whole loop: checkpoints (orbax, resumed
+automatically), metrics (stdout progress with ETA, metrics.jsonl, TensorBoard), a NaN guard.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+from flax.training import train_state
+
+from fractaljax import augment, sharding, sources
+from fractaljax.checkpoint import Checkpoints
+from fractaljax.cli import UserError
+from fractaljax.ifs import ConfigError
+from fractaljax.losses import lpce
+from fractaljax.metrics import MetricWriter, format_duration
+from fractaljax.models import vit
+
+DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
+
+
+class TrainingDiverged(UserError):
+    """The loss became NaN or inf; the message says which step and what is kept."""
+
+
+def make_model(config: ml_collections.ConfigDict, num_classes: int) -> vit.ViT:
+    m = config.model
+    if m.dtype not in DTYPES:
+        raise ConfigError(f"model.dtype={m.dtype!r}: must be one of {sorted(DTYPES)}")
+    if not 0.0 <= m.drop_path < 1.0:
+        raise ConfigError(f"model.drop_path={m.drop_path}: must be in [0, 1)")
+    return vit.make(
+        m.variant,
+        num_classes,
+        config.render.image_size,
+        pool=m.pool,
+        drop_path=m.drop_path,
+        dtype=DTYPES[m.dtype],
+    )
+
+
+def learning_rate(config: ml_collections.ConfigDict) -> optax.Schedule:
+    """Linear warm-up to ``optim.lr * batch_size / 512``, then cosine decay to 0."""
+    peak = config.optim.lr * config.batch_size / 512
+    return optax.warmup_cosine_decay_schedule(
+        0.0, peak, max(config.warmup_steps, 1), max(config.total_steps, config.warmup_steps + 1)
+    )
+
+
+def make_optimizer(config: ml_collections.ConfigDict, schedule: optax.Schedule):
+    """AdamW (weight decay on matrices only, as timm) with optional gradient clipping."""
+    o = config.optim
+    if o.name != "adamw":
+        raise ConfigError(f"optim.name={o.name!r}: only 'adamw' is implemented for pre-training")
+    decay_mask = lambda params: jax.tree.map(lambda p: p.ndim > 1, params)
+    tx = optax.adamw(schedule, b1=o.b1, b2=o.b2, weight_decay=o.weight_decay, mask=decay_mask)
+    if o.grad_clip_norm:
+        tx = optax.chain(optax.clip_by_global_norm(o.grad_clip_norm), tx)
+    return tx
+
+
+def validate(config: ml_collections.ConfigDict) -> None:
+    """Check the run-level fields; sources, model and augmentation check their own."""
+    for name in (
+        "batch_size",
+        "total_steps",
+        "log_every",
+        "checkpoint_every",
+        "keep_checkpoints",
+        "eval_batch_size",
+    ):
+        if config[name] < 1:
+            raise ConfigError(f"{name}={config[name]}: must be >= 1")
+    if config.warmup_steps < 0:
+        raise ConfigError(f"warmup_steps={config.warmup_steps}: must be >= 0")
+    if config.optim.lr <= 0:
+        raise ConfigError(f"optim.lr={config.optim.lr}: must be > 0")
+    a = config.augment
+    lo, hi = a.crop_scale
+    if not 0 < lo <= hi <= 1:
+        raise ConfigError(f"augment.crop_scale={tuple(a.crop_scale)}: need 0 < lo <= hi <= 1")
+    for name in ("hflip", "vflip", "erase_prob", "mix_prob", "mix_switch_prob"):
+        if not 0 <= a[name] <= 1:
+            raise ConfigError(f"augment.{name}={a[name]}: must be a probability in [0, 1]")
+    if not 0 <= a.label_smoothing < 1:
+        raise ConfigError(f"augment.label_smoothing={a.label_smoothing}: must be in [0, 1)")
+
+
+def prepare_workdir(workdir: str, config: ml_collections.ConfigDict) -> None:
+    """Create the workdir (or check it is writable) and record the config there."""
+    try:
+        os.makedirs(workdir, exist_ok=True)
+        probe = os.path.join(workdir, ".write_test")
+        with open(probe, "w") as f:
+            f.write("ok")
+        os.remove(probe)
+    except OSError as e:
+        raise UserError(
+            f"--workdir={workdir}: not writable ({e.strerror}); pick a directory you can write"
+        ) from None
+    path = os.path.join(workdir, "config.json")
+    if not os.path.exists(path):  # a resumed run keeps the config it started with
+        with open(path, "w") as f:
+            f.write(config.to_json_best_effort(indent=2))
+
+
+def make_train_step(config, model, source, tx, schedule, mesh) -> Callable:
+    """``train_step(state, step) -> (state, metrics)``, jit-compiled, batch sharded on mesh."""
+    root = jax.random.key(config.seed)
+    data_key, step_key = jax.random.fold_in(root, 1), jax.random.fold_in(root, 2)
+    batch_sharding = sharding.batch_sharded(mesh)
+    num_classes = source.num_classes
+
+    def train_step(state, step):
+        images, labels = source.batch(data_key, step, config.batch_size)
+        # Constraining the labels splits the rendering itself over the devices.
+        images = jax.lax.with_sharding_constraint(images, batch_sharding)
+        k_aug, k_drop = jax.random.split(jax.random.fold_in(step_key, step))
+        x, targets = augment.augment_batch(k_aug, images, labels, num_classes, config.augment)
+
+        def loss_fn(params):
+            logits, _ = model.apply({"params": params}, x, train=True, rngs={"dropout": k_drop})
+            return lpce(logits, targets).mean(), logits
+
+        (loss, logits), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+        state = state.apply_gradients(grads=grads)
+        metrics = {
+            "loss": loss,
+            # Against the label of the unmixed image: a rough signal under mixup/cutmix.
+            "train_accuracy": jnp.mean(jnp.argmax(logits, -1) == labels),
+            "grad_norm": jnp.sqrt(
+                sum(jnp.sum(g.astype(jnp.float32) ** 2) for g in jax.tree.leaves(grads))
+            ),
+            "lr": schedule(step),
+        }
+        return state, metrics
+
+    # Donating the state halves its memory on accelerators; XLA's CPU backend ignores it.
+    donate = () if jax.default_backend() == "cpu" else (0,)
+    return jax.jit(train_step, donate_argnums=donate)
+
+
+def make_eval_step(config, model, source) -> Callable:
+    """Clean (unaugmented) loss and top-1 on a fixed batch of the pre-training task."""
+    key = jax.random.fold_in(jax.random.key(config.seed), 3)
+
+    @jax.jit
+    def eval_step(params):
+        images, labels = source.batch(key, 0, config.eval_batch_size)
+        logits, _ = model.apply({"params": params}, augment.normalize(images))
+        return {
+            "eval_loss": lpce(logits, labels).mean(),
+            "eval_accuracy": jnp.mean(jnp.argmax(logits, -1) == labels),
+        }
+
+    return eval_step
+
+
+def init_state(config, model, tx, mesh) -> train_state.TrainState:
+    s = config.render.image_size
+    dummy = jnp.zeros((1, s, s, config.render.channels), jnp.float32)
+    init_key = jax.random.fold_in(jax.random.key(config.seed), 0)
+
+    @jax.jit
+    def init():
+        params = model.init(init_key, dummy)["params"]
+        return train_state.TrainState.create(apply_fn=model.apply, params=params, tx=tx)
+
+    return jax.device_put(init(), sharding.replicated(mesh))
+
+
+def _checkpointable(state: train_state.TrainState) -> dict[str, Any]:
+    return {"step": state.step, "params": state.params, "opt_state": state.opt_state}
+
+
+def train_and_evaluate(
+    config: ml_collections.ConfigDict, workdir: str, stop_at: int | None = None
+) -> dict[str, Any]:
+    """Pre-train ``config`` in ``workdir`` (resuming from its latest checkpoint).
+
+    ``stop_at`` ends this invocation early at that step (saving a checkpoint there), as a
+    pre-emption would; the schedule still follows ``config.total_steps``.
+
+    Returns:
+      A summary: ``first_loss``, ``last_loss``, eval metrics, ``steps``, ``seconds``,
+      ``img_per_s``, ``step_time``.
+    """
+    validate(config)
+    mesh = sharding.data_mesh()
+    sharding.check_batch(config.batch_size, mesh)
+    source = sources.make(config)
+    model = make_model(config, source.num_classes)
+    schedule = learning_rate(config)
+    tx = make_optimizer(config, schedule)
+    prepare_workdir(workdir, config)
+
+    state = init_state(config, model, tx, mesh)
+    ckpt = Checkpoints(workdir, keep=config.keep_checkpoints)
+    start = ckpt.latest_step() or 0
+    if start:
+        restored = ckpt.restore(start, _checkpointable(state))
+        state = state.replace(**restored)
+        print(f"resumed from {ckpt.directory}/{start}", flush=True)
+    n_params = sum(p.size for p in jax.tree.leaves(state.params))
+    print(
+        f"pre-training {config.model.variant} ({n_params / 1e6:.2f}M params) on "
+        f"{source.name} (L={source.num_classes}, {config.render.image_size} px), batch "
+        f"{config.batch_size}, steps {start}->{config.total_steps}, "
+        f"{mesh.devices.size} {jax.devices()[0].platform} device(s), workdir {workdir}",
+        flush=True,
+    )
+
+    train_step = make_train_step(config, model, source, tx, schedule, mesh)
+    eval_step = make_eval_step(config, model, source)
+    writer = MetricWriter(workdir)
+    summary: dict[str, Any] = {"steps": int(start)}
+    history: list[dict[str, float]] = []
+    t_start = t_log = time.perf_counter()
+    step_log = start
+    pending = None  # (step, metrics) dispatched but not yet checked
+
+    def check(step: int, metrics) -> dict[str, float]:
+        """Fetch a step's metrics; stop if its loss is not finite."""
+        m = {k: float(v) for k, v in jax.device_get(metrics).items()}
+        if not np.isfinite(m["loss"]):
+            ckpt.close()
+            last = ckpt.latest_step()
+            kept = f"the last good checkpoint is step {last}" if last else "no checkpoint saved"
+            raise TrainingDiverged(
+                f"loss became {m['loss']} at step {step} (lr {m['lr']:.3g}); {kept} in "
+                f"{workdir}; lower optim.lr or set optim.grad_clip_norm, then rerun to resume"
+            )
+        summary.setdefault("first_loss", m["loss"])
+        history.append(m)
+        return m
+
+    try:
+        end = config.total_steps if stop_at is None else min(stop_at, config.total_steps)
+        for step in range(start, end):
+            state, metrics = train_step(state, jnp.int32(step))
+            # Check the previous step while this one runs: one step of lag keeps the device
+            # busy, and a NaN is still caught before anything is saved.
+            if pending is not None:
+                check(*pending)
+            pending = (step, metrics)
+            done = step + 1
+            if (
+                done % config.log_every
+                and done % config.checkpoint_every
+                and done < config.total_steps
+            ):
+                continue
+            check(*pending)
+            pending = None
+            now = time.perf_counter()
+            step_time = (now - t_log) / max(done - step_log, 1)
+            row = {k: float(np.mean([h[k] for h in history])) for k in history[0]}
+            row.update({k: float(v) for k, v in eval_step(state.params).items()})
+            row.update(step_time=step_time, img_per_s=config.batch_size / step_time)
+            eta = format_duration(step_time * (config.total_steps - done))
+            writer.write(done, row, prefix=f"[{done / config.total_steps:4.0%} ETA {eta}] ")
+            summary.update(row, last_loss=row["loss"], steps=done)
+            history, t_log, step_log = [], now, done
+            if done % config.checkpoint_every == 0 or done == end:
+                ckpt.save(done, _checkpointable(state))
+    finally:
+        writer.close()
+        ckpt.close()
+    summary["seconds"] = time.perf_counter() - t_start
+    with open(os.path.join(workdir, "summary.json"), "w") as f:
+        json.dump(summary, f, indent=2)
+    return summary

@@ -1,0 +1,90 @@
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+
+from configs import onepfrac_vit_ti
+from fractaljax import augment
+
+
+def _images(b=8, s=16):
+    return jax.random.uniform(jax.random.key(0), (b, s, s, 3))
+
+
+def test_augment_batch_shapes_ranges_and_label_mass():
+    cfg = onepfrac_vit_ti.get_config().augment
+    images = _images()
+    labels = jnp.arange(8) % 5
+    x, t = jax.jit(lambda k: augment.augment_batch(k, images, labels, 5, cfg))(jax.random.key(1))
+    assert x.shape == images.shape and x.dtype == jnp.float32
+    assert t.shape == (8, 5)
+    np.testing.assert_allclose(np.asarray(t.sum(-1)), 1.0, rtol=1e-5)
+    assert np.isfinite(np.asarray(x)).all()
+    # Label smoothing 0.1 over 5 classes: no target falls below 0.02.
+    assert float(t.min()) >= 0.02 - 1e-6
+
+
+def test_no_augmentation_is_identity_up_to_normalisation():
+    cfg = ml_collections.ConfigDict(
+        dict(
+            crop_scale=(1.0, 1.0),
+            crop_ratio=(1.0, 1.0),
+            hflip=0.0,
+            vflip=0.0,
+            color_jitter=0.0,
+            erase_prob=0.0,
+            mixup_alpha=0.0,
+            cutmix_alpha=0.0,
+            mix_prob=0.0,
+            mix_switch_prob=0.5,
+            label_smoothing=0.0,
+        )
+    )
+    images = _images()
+    x, t = augment.augment_batch(jax.random.key(1), images, jnp.arange(8), 8, cfg)
+    np.testing.assert_allclose(np.asarray(x), np.asarray(images) * 2 - 1, atol=1e-6)
+    np.testing.assert_array_equal(np.asarray(t), np.eye(8))
+
+
+def test_full_crop_is_identity_and_small_crop_zooms():
+    img = _images(1)[0]
+    same = augment.random_resized_crop(jax.random.key(0), img, (1.0, 1.0), (1.0, 1.0))
+    np.testing.assert_allclose(np.asarray(same), np.asarray(img), atol=1e-5)
+    zoom = augment.random_resized_crop(jax.random.key(0), img, (0.1, 0.1), (1.0, 1.0))
+    assert not np.allclose(np.asarray(zoom), np.asarray(img), atol=1e-2)
+    assert (
+        float(zoom.min()) >= float(img.min()) - 1e-5
+        and float(zoom.max()) <= float(img.max()) + 1e-5
+    )
+
+
+def test_flips():
+    img = _images(1)[0]
+    both = augment.flip(jax.random.key(0), img, 1.0, 1.0)
+    np.testing.assert_array_equal(np.asarray(both), np.asarray(img)[::-1, ::-1])
+
+
+def test_mixup_and_cutmix_mix_targets_by_pixel_share():
+    images = jnp.stack([jnp.zeros((8, 8, 3)), jnp.ones((8, 8, 3))])
+    targets = jnp.eye(2)
+    for mixup, cutmix in [(0.8, 0.0), (0.0, 1.0)]:
+        x, t = augment.mix(
+            jax.random.key(3),
+            images,
+            targets,
+            mixup_alpha=mixup,
+            cutmix_alpha=cutmix,
+            prob=1.0,
+            switch_prob=0.5,
+        )
+        np.testing.assert_allclose(np.asarray(t.sum(-1)), 1.0, rtol=1e-6)
+        # Image 0 (zeros) mixed with image 1 (ones): its mean is the weight of class 1.
+        np.testing.assert_allclose(float(x[0].mean()), float(t[0, 1]), atol=1e-5)
+
+
+def test_random_erasing_changes_a_box_only_when_on():
+    img = jnp.zeros((16, 16, 3))
+    on = augment.random_erasing(jax.random.key(0), img, 1.0)
+    off = augment.random_erasing(jax.random.key(0), img, 0.0)
+    assert float(jnp.abs(on).sum()) > 0 and float(jnp.abs(off).sum()) == 0
+    assert float((on != 0).mean()) < 0.5

@@ -1,0 +1,203 @@
+import os
+
+import jax
+import numpy as np
+import optax
+import pytest
+
+from configs import onepfrac_mini
+from fractaljax import augment, sharding, sources, train
+from fractaljax.checkpoint import Checkpoints
+from fractaljax.losses import lpce
+
+# A config small enough to compile and run in seconds on a CPU.
+TINY = {
+    "source.num_classes": 10,
+    "render.image_size": 16,
+    "render.walkers": 64,
+    "render.steps": 16,
+    "render.pad": 1,
+    "model.variant": "test/4",
+    "batch_size": 16,
+    "eval_batch_size": 16,
+    "total_steps": 10,
+    "warmup_steps": 2,
+    "log_every": 5,
+    "checkpoint_every": 5,
+}
+TINY_FLAGS = [f"--config.{k}={v}" for k, v in TINY.items()]
+
+
+def tiny_config(**overrides):
+    c = onepfrac_mini.get_config()
+    c.update_from_flattened_dict({**TINY, **overrides})
+    return c
+
+
+def _params(workdir, step):
+    c = tiny_config()
+    src = sources.make(c)
+    model = train.make_model(c, src.num_classes)
+    tx = train.make_optimizer(c, train.learning_rate(c))
+    state = train.init_state(c, model, tx, sharding.data_mesh())
+    ck = Checkpoints(str(workdir))
+    restored = ck.restore(step, train._checkpointable(state))
+    ck.close()
+    return restored
+
+
+def test_steps_on_a_fixed_batch_reduce_the_loss():
+    c = tiny_config()
+    src = sources.make(c)
+    model = train.make_model(c, src.num_classes)
+    schedule = optax.constant_schedule(1e-3)
+    tx = train.make_optimizer(c, schedule)
+    state = train.init_state(c, model, tx, sharding.data_mesh())
+    images, labels = src.batch(jax.random.key(0), 0, 16)
+    x = augment.normalize(images)
+
+    @jax.jit
+    def step(state):
+        def loss_fn(p):
+            return lpce(model.apply({"params": p}, x)[0], labels).mean()
+
+        loss, g = jax.value_and_grad(loss_fn)(state.params)
+        return state.apply_gradients(grads=g), loss
+
+    losses = []
+    for _ in range(15):
+        state, loss = step(state)
+        losses.append(float(loss))
+    assert losses[-1] < losses[0] - 0.3, losses
+
+
+def test_short_run_loss_falls_and_writes_outputs(tmp_path):
+    # Distinct classes (Delta 0.5) and no augmentation: a 60-step signal that must show.
+    no_aug = {
+        "augment.mix_prob": 0.0,
+        "augment.erase_prob": 0.0,
+        "augment.hflip": 0.0,
+        "augment.vflip": 0.0,
+        "augment.color_jitter": 0.0,
+        "augment.label_smoothing": 0.0,
+    }
+    c = tiny_config(
+        total_steps=60,
+        log_every=20,
+        checkpoint_every=30,
+        **{"optim.lr": 0.1, "source.delta": 0.5, **no_aug},
+    )
+    summary = train.train_and_evaluate(c, str(tmp_path))
+    assert summary["steps"] == 60
+    assert summary["last_loss"] < summary["first_loss"] - 0.3, summary
+    for name in ("config.json", "metrics.jsonl", "summary.json"):
+        assert (tmp_path / name).exists()
+    assert any(f.startswith("events") for f in os.listdir(tmp_path / "tb"))
+    assert Checkpoints(str(tmp_path)).latest_step() == 60
+
+
+def test_resume_is_bit_identical(tmp_path):
+    straight, split = tmp_path / "straight", tmp_path / "split"
+    train.train_and_evaluate(tiny_config(total_steps=20), str(straight))
+    train.train_and_evaluate(tiny_config(total_steps=20), str(split), stop_at=10)
+    train.train_and_evaluate(tiny_config(total_steps=20), str(split))  # resumes at 10
+    a, b = _params(straight, 20), _params(split, 20)
+    for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
+        np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+    assert int(b["step"]) == 20
+
+
+def test_nan_guard_stops_and_keeps_last_good_checkpoint(tmp_path):
+    c = tiny_config(
+        total_steps=40, checkpoint_every=1, log_every=1, warmup_steps=20, **{"optim.lr": 1e9}
+    )
+    with pytest.raises(train.TrainingDiverged, match="loss became") as e:
+        train.train_and_evaluate(c, str(tmp_path))
+    last = Checkpoints(str(tmp_path)).latest_step()
+    assert last is not None and f"last good checkpoint is step {last}" in str(e.value)
+    params = _params(tmp_path, last)
+    assert all(np.isfinite(np.asarray(p)).all() for p in jax.tree.leaves(params))
+
+
+def test_bad_model_checkpoint_is_one_line_exit_2(run, tmp_path):
+    res = run(
+        "experiments.pretrain", f"--workdir={tmp_path}", *TINY_FLAGS, "--config.total_steps=5"
+    )
+    assert res.returncode == 0, res.stderr[-2000:]
+    res = run(
+        "experiments.pretrain",
+        f"--workdir={tmp_path}",
+        *TINY_FLAGS,
+        "--config.total_steps=10",
+        "--config.source.num_classes=12",
+    )
+    assert res.returncode == 2, res.stderr[-2000:]
+    line = res.stderr.strip().splitlines()
+    assert len(line) == 1 and "new --workdir" in line[0], line
+    assert (tmp_path / "checkpoints" / "5").exists()  # nothing destroyed
+
+
+@pytest.mark.parametrize(
+    "args,needle",
+    [
+        (["--config.render.image_size=18"], "does not divide"),
+        (["--config.batch_size=0"], "batch_size"),
+        (["--config.model.variant=giant/16"], "model.variant"),
+        (["--config.model.dtype=float8"], "model.dtype"),
+        (["--config.optim.lr=-1"], "optim.lr"),
+        (["--config.augment.hflip=1.5"], "augment.hflip"),
+        (["--config.nonsense=1"], "nonsense"),
+    ],
+)
+def test_bad_config_is_one_line_exit_2(run, tmp_path, args, needle):
+    res = run("experiments.pretrain", f"--workdir={tmp_path / 'w'}", *TINY_FLAGS, *args)
+    assert res.returncode == 2, (res.returncode, res.stderr[-2000:])
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1 and needle in lines[0], lines
+
+
+def test_unwritable_workdir_is_one_line_exit_2(run, tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    res = run("experiments.pretrain", f"--workdir={blocker / 'run'}", *TINY_FLAGS)
+    assert res.returncode == 2 and "--workdir" in res.stderr, res.stderr[-2000:]
+
+
+def test_batch_must_divide_over_devices(run, tmp_path):
+    res = run(
+        "experiments.pretrain",
+        f"--workdir={tmp_path}",
+        *TINY_FLAGS,
+        "--config.batch_size=15",
+        env={"XLA_FLAGS": "--xla_force_host_platform_device_count=2"},
+    )
+    assert res.returncode == 2 and "multiple of the device count (2)" in res.stderr, res.stderr
+
+
+def test_two_devices_train(run, tmp_path):
+    """Data parallel over 2 virtual CPU devices: runs, and the loss is finite."""
+    res = run(
+        "experiments.pretrain",
+        f"--workdir={tmp_path}",
+        *TINY_FLAGS,
+        "--config.total_steps=4",
+        "--config.log_every=2",
+        env={"XLA_FLAGS": "--xla_force_host_platform_device_count=2"},
+    )
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert "2 cpu device(s)" in res.stdout
+
+
+def test_corrupt_checkpoint_is_an_error_exit_2(run, tmp_path):
+    res = run(
+        "experiments.pretrain", f"--workdir={tmp_path}", *TINY_FLAGS, "--config.total_steps=5"
+    )
+    assert res.returncode == 0, res.stderr[-2000:]
+    meta = tmp_path / "checkpoints" / "5" / "default" / "_METADATA"
+    meta.write_text("garbage")
+    res = run(
+        "experiments.pretrain", f"--workdir={tmp_path}", *TINY_FLAGS, "--config.total_steps=10"
+    )
+    assert res.returncode == 2
+    assert res.stderr.strip().splitlines()[-1].startswith("error: checkpoint"), res.stderr
+    assert meta.exists()  # left for the user to inspect
