@@ -1,0 +1,82 @@
+"""Cost of rendering inside the train step: step time with in-step rendering vs fixed images.
+
+  python benchmarks/train_bench.py [--config mini|vit_ti] [--batch N] [--steps 10]
+
+Both steps are the same jit-compiled ``train.make_train_step`` (augmentation, forward,
+LPCE, AdamW update); the reference reads its images from a bank of pre-rendered images on
+the device (as a perfect data loader would deliver them) instead of rendering them. Prints
+the median step time of each, their ratio (goal: <= 1.10 on a GPU) and img/s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from configs import onepfrac_mini, onepfrac_vit_ti
+from fractaljax import sharding, sources, train
+
+CONFIGS = {"mini": onepfrac_mini, "vit_ti": onepfrac_vit_ti}
+
+
+def time_steps(step_fn, state, steps: int) -> float:
+    """Median seconds per step over ``steps`` steps, after a compile + warm-up step."""
+    state, m = step_fn(state, jnp.int32(0))
+    jax.block_until_ready(m)
+    times = []
+    for i in range(1, steps + 1):
+        t0 = time.perf_counter()
+        state, m = step_fn(state, jnp.int32(i))
+        jax.block_until_ready(m)
+        times.append(time.perf_counter() - t0)
+    return float(np.median(times))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--config", choices=sorted(CONFIGS), default="mini")
+    parser.add_argument("--batch", type=int, default=None, help="override batch_size")
+    parser.add_argument("--steps", type=int, default=10)
+    parser.add_argument("--bank", type=int, default=64, help="pre-rendered images in the bank")
+    args = parser.parse_args()
+
+    config = CONFIGS[args.config].get_config()
+    if args.batch:
+        config.batch_size = args.batch
+    mesh = sharding.data_mesh()
+    source = sources.make(config)
+    model = train.make_model(config, source.num_classes)
+    schedule = train.learning_rate(config)
+    tx = train.make_optimizer(config, schedule)
+
+    labels = jnp.arange(args.bank) % source.num_classes
+    bank = jax.jit(source.render_labels)(labels, jax.random.key(0))
+    fixed = dataclasses.replace(source, render_labels=lambda lab, key: bank[lab % args.bank])
+
+    dev = jax.devices()[0]
+    print(
+        f"{args.config}: {config.model.variant}, {config.render.image_size} px, batch "
+        f"{config.batch_size}, "
+        f"{config.render.walkers * config.render.steps} points/image; "
+        f"{len(jax.devices())} x {dev.platform} ({dev.device_kind})"
+    )
+    results = {}
+    for name, src in (("fixed images", fixed), ("in-step rendering", source)):
+        state = train.init_state(config, model, tx, mesh)
+        step_fn = train.make_train_step(config, model, src, tx, schedule, mesh)
+        results[name] = time_steps(step_fn, state, args.steps)
+        print(
+            f"  {name:<20} {results[name] * 1000:8.1f} ms/step  "
+            f"{config.batch_size / results[name]:8.1f} img/s"
+        )
+    ratio = results["in-step rendering"] / results["fixed images"]
+    print(f"ratio in-step / fixed: {ratio:.2f}  (goal on a GPU: <= 1.10)")
+
+
+if __name__ == "__main__":
+    main()
