@@ -67,12 +67,19 @@ def learning_rate(config: ml_collections.ConfigDict) -> optax.Schedule:
 
 
 def make_optimizer(config: ml_collections.ConfigDict, schedule: optax.Schedule):
-    """AdamW (weight decay on matrices only, as timm) with optional gradient clipping."""
+    """AdamW (pre-training) or SGD with momentum (fine-tuning); weight decay on matrices only,
+    as timm; optional gradient clipping."""
     o = config.optim
-    if o.name != "adamw":
-        raise ConfigError(f"optim.name={o.name!r}: only 'adamw' is implemented for pre-training")
     decay_mask = lambda params: jax.tree.map(lambda p: p.ndim > 1, params)
-    tx = optax.adamw(schedule, b1=o.b1, b2=o.b2, weight_decay=o.weight_decay, mask=decay_mask)
+    if o.name == "adamw":
+        tx = optax.adamw(schedule, b1=o.b1, b2=o.b2, weight_decay=o.weight_decay, mask=decay_mask)
+    elif o.name == "sgd":
+        tx = optax.chain(
+            optax.add_decayed_weights(o.weight_decay, mask=decay_mask),
+            optax.sgd(schedule, momentum=o.momentum, nesterov=False),
+        )
+    else:
+        raise ConfigError(f"optim.name={o.name!r}: must be 'adamw' or 'sgd'")
     if o.grad_clip_norm:
         tx = optax.chain(optax.clip_by_global_norm(o.grad_clip_norm), tx)
     return tx
@@ -192,13 +199,52 @@ def _checkpointable(state: train_state.TrainState) -> dict[str, Any]:
     return {"step": state.step, "params": state.params, "opt_state": state.opt_state}
 
 
+def load_pretrained(workdir: str):
+    """``(config, model, params)`` of the latest checkpoint of a pre-training run."""
+    path = os.path.join(workdir, "config.json")
+    if not os.path.exists(path):
+        raise UserError(
+            f"--pretrained={workdir}: no config.json there; pass the --workdir of "
+            "a pre-training run (python -m experiments.pretrain)"
+        )
+    with open(path) as f:
+        config = ml_collections.ConfigDict(json.load(f))
+    ckpt = Checkpoints(workdir)
+    step = ckpt.latest_step()
+    if step is None:
+        ckpt.close()
+        raise UserError(f"--pretrained={workdir}: no checkpoint there yet; train it first")
+    num_classes = config.source.num_classes
+    model = make_model(config, num_classes)
+    tx = make_optimizer(config, learning_rate(config))
+    state = init_state(config, model, tx, sharding.data_mesh())
+    params = ckpt.restore(step, _checkpointable(state))["params"]
+    ckpt.close()
+    return config, model, params
+
+
+def transfer_params(init: dict, pretrained: dict) -> dict:
+    """``init`` with every top-level module but the head taken from ``pretrained``."""
+    return {
+        k: (v if k == "head" or k not in pretrained else pretrained[k]) for k, v in init.items()
+    }
+
+
 def train_and_evaluate(
-    config: ml_collections.ConfigDict, workdir: str, stop_at: int | None = None
+    config: ml_collections.ConfigDict,
+    workdir: str,
+    stop_at: int | None = None,
+    *,
+    source=None,
+    init_params: dict | None = None,
 ) -> dict[str, Any]:
-    """Pre-train ``config`` in ``workdir`` (resuming from its latest checkpoint).
+    """Train ``config`` in ``workdir`` (resuming from its latest checkpoint).
 
     ``stop_at`` ends this invocation early at that step (saving a checkpoint there), as a
-    pre-emption would; the schedule still follows ``config.total_steps``.
+    pre-emption would; the schedule still follows ``config.total_steps``. ``source``
+    replaces ``sources.make(config)`` (fine-tuning passes labelled arrays, any object with
+    ``batch(key, step, batch_size)`` and ``num_classes``); ``init_params`` starts a new run
+    from these weights, all but the head (:func:`transfer_params`).
 
     Returns:
       A summary: ``first_loss``, ``last_loss``, eval metrics, ``steps``, ``seconds``,
@@ -207,7 +253,7 @@ def train_and_evaluate(
     validate(config)
     mesh = sharding.data_mesh()
     sharding.check_batch(config.batch_size, mesh)
-    source = sources.make(config)
+    source = source or sources.make(config)
     model = make_model(config, source.num_classes)
     schedule = learning_rate(config)
     tx = make_optimizer(config, schedule)
@@ -220,10 +266,12 @@ def train_and_evaluate(
         restored = ckpt.restore(start, _checkpointable(state))
         state = state.replace(**restored)
         print(f"resumed from {ckpt.directory}/{start}", flush=True)
+    elif init_params is not None:
+        state = state.replace(params=transfer_params(state.params, init_params))
     n_params = sum(p.size for p in jax.tree.leaves(state.params))
     print(
-        f"pre-training {config.model.variant} ({n_params / 1e6:.2f}M params) on "
-        f"{source.name} (L={source.num_classes}, {config.render.image_size} px), batch "
+        f"training {config.model.variant} ({n_params / 1e6:.2f}M params) on "
+        f"{source.name} ({source.num_classes} classes, {config.render.image_size} px), batch "
         f"{config.batch_size}, steps {start}->{config.total_steps}, "
         f"{mesh.devices.size} {jax.devices()[0].platform} device(s), workdir {workdir}",
         flush=True,

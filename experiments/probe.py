@@ -1,0 +1,52 @@
+"""Per-layer linear probes of a pre-trained ViT (and of a random init of the same model).
+
+  python -m experiments.probe --pretrained runs/mini [--config.downstream.dataset=digits]
+
+Extracts every block's token-averaged features and the pre-logits on
+``probe_train_limit`` train images and the test split, fits closed-form ridge probes, and
+writes ``probe.json`` and ``probe.png`` (accuracy per layer) into --pretrained (or --out).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+from absl import flags
+
+from fractaljax import cli, train
+from fractaljax import finetune as ft_lib
+
+_CONFIG = cli.define_config("finetune_mini", "Downstream config file.")
+_PRETRAINED = flags.DEFINE_string("pretrained", None, "Pre-training --workdir.", required=True)
+_OUT = flags.DEFINE_string("out", None, "Where to write probe.json/png (default: --pretrained).")
+_RANDOM = flags.DEFINE_bool("random_baseline", True, "Also probe a random init of the model.")
+
+
+def main(argv) -> None:
+    del argv
+    cfg = _CONFIG.value
+    pre, model, params = train.load_pretrained(_PRETRAINED.value)
+    out = _OUT.value or _PRETRAINED.value
+    os.makedirs(out, exist_ok=True)
+    data = ft_lib.load_downstream(
+        cfg, pre.render.image_size, pre.render.channels, cfg.probe_train_limit
+    )
+    print(f"probing on {cfg.downstream.dataset}: {len(data[0][1])} train / {len(data[1][1])} test")
+    results = {"pre-trained": ft_lib.linear_probe(model, params, data)}
+    if _RANDOM.value:
+        rmodel, rparams = ft_lib.random_init(pre, cfg.seed)
+        results["random init"] = ft_lib.linear_probe(rmodel, rparams, data)
+    for name, layers in results.items():
+        row = "  ".join(f"{k} {100 * v['accuracy']:.1f}" for k, v in layers.items())
+        print(f"{name:<12} {row}")
+    with open(os.path.join(out, "probe.json"), "w") as f:
+        json.dump({"dataset": cfg.downstream.dataset, "results": results}, f, indent=2)
+    ft_lib.plot_probe(
+        results, os.path.join(out, "probe.png"), f"linear probes on {cfg.downstream.dataset}"
+    )
+    print(f"wrote {out}/probe.json and probe.png")
+
+
+if __name__ == "__main__":
+    cli.run(main)

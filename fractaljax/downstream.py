@@ -1,0 +1,241 @@
+"""Downstream (real-image) data sets as arrays, through TFDS, working offline.
+
+Choice: ``tfds.data_source`` over ``array_record`` files, which needs no TensorFlow, rather
+than ``tfds.load`` (tf.data, TensorFlow: an optional ``[tf]`` extra). The core path never
+imports TensorFlow.
+
+* ``fashion_mnist``: a TFDS builder shipped here, ``fashion_mnist_local``, prepares the
+  real Fashion-MNIST from its idx files (Debian's ``dataset-fashion-mnist`` package puts
+  them in ``/usr/share/datasets/fashion-mnist/``; ``source_dir`` moves that). A standard
+  TFDS ``fashion_mnist`` prepared as array_record in ``data_dir`` is used instead if present.
+* ``digits``: scikit-learn's bundled 8x8 digits (1,797 images) as the TFDS builder
+  ``sklearn_digits``: always available, for tests.
+* any other TFDS name (``cifar10``, ``cifar100``, ...): read from ``data_dir`` where it was
+  prepared as array_record (on a machine with internet:
+  ``tfds.builder(NAME, data_dir=DIR, file_format='array_record').download_and_prepare()``).
+
+A missing set raises :class:`fractaljax.cli.UserError` saying how to get it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import gzip
+import logging
+import os
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import tensorflow_datasets as tfds
+
+from fractaljax.cli import UserError
+
+DEFAULT_DATA_DIR = os.path.join(os.path.expanduser("~"), "tensorflow_datasets")
+FASHION_MNIST_DIR = "/usr/share/datasets/fashion-mnist"
+FASHION_FILES = {
+    "train": ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"),
+    "test": ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"),
+}
+
+
+def _read_idx(path: str) -> np.ndarray:
+    """An idx file (optionally gzipped) as a NumPy array."""
+    opener = gzip.open if path.endswith(".gz") else open
+    with opener(path, "rb") as f:
+        data = f.read()
+    ndim = data[3]
+    dims = [int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim)]
+    return np.frombuffer(data, np.uint8, offset=4 + 4 * ndim).reshape(dims)
+
+
+def _features(shape: tuple[int, int, int], num_classes: int):
+    # Tensor rather than Image: Image's PNG encoding needs TensorFlow.
+    return tfds.features.FeaturesDict(
+        {
+            "image": tfds.features.Tensor(shape=shape, dtype=np.uint8),
+            "label": tfds.features.ClassLabel(num_classes=num_classes),
+        }
+    )
+
+
+class FashionMnistLocal(tfds.core.GeneratorBasedBuilder):
+    """Fashion-MNIST (Xiao et al. 2017) from local idx files; 60k train, 10k test, 28x28."""
+
+    VERSION = tfds.core.Version("1.0.0")
+    source_dir = FASHION_MNIST_DIR  # set before preparing to read another directory
+
+    def _info(self):
+        return tfds.core.DatasetInfo(
+            builder=self, features=_features((28, 28, 1), 10), supervised_keys=("image", "label")
+        )
+
+    def _split_generators(self, dl_manager):
+        del dl_manager
+        return {split: self._generate_examples(split) for split in FASHION_FILES}
+
+    def _generate_examples(self, split):
+        images, labels = (_read_idx(os.path.join(self.source_dir, f)) for f in FASHION_FILES[split])
+        for i, (img, lab) in enumerate(zip(images, labels)):
+            yield i, {"image": img[..., None], "label": int(lab)}
+
+
+class SklearnDigits(tfds.core.GeneratorBasedBuilder):
+    """scikit-learn's 8x8 digits: 1,797 images; the first 1,297 train, the last 500 test."""
+
+    VERSION = tfds.core.Version("1.0.0")
+
+    def _info(self):
+        return tfds.core.DatasetInfo(
+            builder=self, features=_features((8, 8, 1), 10), supervised_keys=("image", "label")
+        )
+
+    def _split_generators(self, dl_manager):
+        del dl_manager
+        return {
+            "train": self._generate_examples(0, 1297),
+            "test": self._generate_examples(1297, None),
+        }
+
+    def _generate_examples(self, start, stop):
+        from sklearn.datasets import load_digits
+
+        d = load_digits()
+        images = np.round(d.images * 255.0 / 16.0).astype(np.uint8)[..., None]
+        for i in range(start, stop or len(images)):
+            yield i, {"image": images[i], "label": int(d.target[i])}
+
+
+# Downstream name -> the builder shipped here that makes it offline.
+LOCAL_BUILDERS = {"fashion_mnist": "fashion_mnist_local", "digits": "sklearn_digits"}
+
+
+def fashion_mnist_available(source_dir: str = FASHION_MNIST_DIR) -> bool:
+    return all(
+        os.path.exists(os.path.join(source_dir, f)) for fs in FASHION_FILES.values() for f in fs
+    )
+
+
+@contextlib.contextmanager
+def _quiet_tfds():
+    """Hide TFDS's absl warnings about version folders it probes and does not find."""
+    logger = logging.getLogger("absl")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
+def _prepared(name: str, data_dir: str) -> bool:
+    try:
+        builder = tfds.builder(name, data_dir=data_dir)
+    except Exception:
+        return False
+    return (
+        builder.is_prepared()
+        and builder.info.file_format is not None
+        and (builder.info.file_format.value == "array_record")
+    )
+
+
+def prepare(name: str, data_dir: str, source_dir: str | None = None) -> str:
+    """Make ``name`` readable from ``data_dir``; return the TFDS builder name to read."""
+    with _quiet_tfds():
+        return _prepare(name, data_dir, source_dir)
+
+
+def _prepare(name: str, data_dir: str, source_dir: str | None) -> str:
+    if name not in LOCAL_BUILDERS:
+        if _prepared(name, data_dir):
+            return name
+        raise UserError(
+            f"dataset {name!r} is not prepared in {data_dir} (as array_record); on a machine "
+            f'with internet run: python -c "import tensorflow_datasets as tfds; '
+            f"tfds.builder('{name}', data_dir='{data_dir}', file_format='array_record')"
+            f".download_and_prepare()\" (needs pip install '.[tf]'), or set "
+            f"--config.downstream.data_dir; offline sets here: fashion_mnist, digits"
+        )
+    if _prepared(name, data_dir):  # a standard TFDS copy wins when it is there
+        return name
+    builder_name = LOCAL_BUILDERS[name]
+    if _prepared(builder_name, data_dir):
+        return builder_name
+    builder = tfds.builder(builder_name, data_dir=data_dir, file_format="array_record")
+    if name == "fashion_mnist":
+        src = source_dir or FASHION_MNIST_DIR
+        if not fashion_mnist_available(src):
+            raise UserError(
+                f"dataset fashion_mnist: idx files not found in {src}; install them with "
+                f"'apt-get install -y dataset-fashion-mnist' (Debian), set "
+                f"--config.downstream.source_dir to a folder holding them, or use "
+                f"--config.downstream.dataset=digits"
+            )
+        FashionMnistLocal.source_dir = src
+    try:
+        builder.download_and_prepare()
+    except OSError as e:
+        raise UserError(
+            f"--config.downstream.data_dir={data_dir}: cannot prepare {name} there ({e}); "
+            f"pick a writable directory"
+        ) from None
+    return builder_name
+
+
+@dataclasses.dataclass(frozen=True)
+class Split:
+    """A labelled split held in memory: ``images uint8[N, H, W, C]``, ``labels int32[N]``."""
+
+    images: np.ndarray
+    labels: np.ndarray
+    num_classes: int
+
+
+def load(
+    name: str,
+    split: str,
+    data_dir: str | None = None,
+    source_dir: str | None = None,
+    limit: int | None = None,
+) -> Split:
+    """Read a split as arrays (the first ``limit`` examples if given)."""
+    data_dir = data_dir or DEFAULT_DATA_DIR
+    builder_name = prepare(name, data_dir, source_dir)
+    try:
+        with _quiet_tfds():
+            source = tfds.data_source(builder_name, split=split, data_dir=data_dir)
+            info = tfds.builder(builder_name, data_dir=data_dir).info
+    except (ValueError, KeyError) as e:
+        raise UserError(f"dataset {name}: no split {split!r} ({e})") from None
+    n = len(source) if limit is None else min(limit, len(source))
+    rows = source.__getitems__(list(range(n)))
+    images = np.stack([r["image"] for r in rows]).astype(np.uint8)
+    labels = np.asarray([r["label"] for r in rows], np.int32)
+    return Split(images, labels, info.features["label"].num_classes)
+
+
+def to_model_input(images_u8: np.ndarray | jax.Array, size: int, channels: int = 3) -> jax.Array:
+    """``uint8[N, H, W, C]`` -> ``float32[N, size, size, channels]`` in [0, 1] (bilinear)."""
+    x = jnp.asarray(images_u8, jnp.float32) / 255.0
+    if x.shape[-1] == 1 and channels == 3:
+        x = jnp.repeat(x, 3, -1)
+    if x.shape[1:3] != (size, size):
+        x = jax.image.resize(x, (x.shape[0], size, size, x.shape[-1]), "linear", antialias=True)
+    return jnp.clip(x, 0.0, 1.0)
+
+
+@dataclasses.dataclass(frozen=True)
+class ArraySource:
+    """Labelled arrays on the device as a source for ``train.make_train_step``: the batch at
+    ``step`` is a pure function of (key, step), like the synthetic sources."""
+
+    images: jax.Array  # float32[N, H, W, C] in [0, 1]
+    labels: jax.Array  # int32[N]
+    num_classes: int
+    name: str = "arrays"
+
+    def batch(self, key: jax.Array, step, batch_size: int):
+        idx = jax.random.randint(jax.random.fold_in(key, step), (batch_size,), 0, len(self.labels))
+        return self.images[idx], self.labels[idx]

@@ -1,0 +1,114 @@
+"""Linear probes on frozen ViT features: per layer, closed-form ridge regression.
+
+Features are the pooled pre-logits and every block's token average (``aux['blocks']``),
+extracted with one jit-compiled, batched forward pass. The probe is big_vision's few-shot
+evaluator: standardise the features, regress one-hot targets (in {-1, 1}) by ridge
+regression, predict the argmax. The regulariser is chosen on a held-out part of the train
+split from a log grid; one eigendecomposition of X^T X serves the whole grid.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+L2_GRID = tuple(2.0**k for k in range(-6, 15, 2))
+
+
+def extract_features(
+    model, params, images: jax.Array, batch_size: int = 256, normalize=None
+) -> dict[str, np.ndarray]:
+    """Features of every layer, ``{'block0': f32[N, D], ..., 'pre_logits': f32[N, D]}``.
+
+    Args:
+      model: a :class:`fractaljax.models.vit.ViT`.
+      params: its parameters.
+      images: ``float32[N, H, W, C]`` in [0, 1].
+      batch_size: forward batch; the last batch is padded (static shapes, one compile).
+      normalize: input normalisation (default: the pre-training one, mean = std = 0.5).
+    """
+    from fractaljax.augment import normalize as default_normalize
+
+    norm = normalize or default_normalize
+
+    @jax.jit
+    def forward(x):
+        _, aux = model.apply({"params": params}, norm(x))
+        feats = {f"block{i}": f for i, f in enumerate(aux["blocks"])}
+        feats["pre_logits"] = aux["pre_logits"]
+        return feats
+
+    n = images.shape[0]
+    out: dict[str, list[np.ndarray]] = {}
+    for start in range(0, n, batch_size):
+        x = images[start : start + batch_size]
+        pad = batch_size - x.shape[0]
+        if pad:
+            x = jnp.concatenate([x, jnp.zeros((pad,) + x.shape[1:], x.dtype)])
+        for k, v in forward(x).items():
+            out.setdefault(k, []).append(np.asarray(v[: batch_size - pad]))
+    return {k: np.concatenate(v) for k, v in out.items()}
+
+
+def _ridge_weights(xtx_eig, xty, l2s):
+    """W(l2) = V diag(1 / (e + l2)) V^T X^T Y for each l2, from eig(X^T X) = (e, V)."""
+    e, v = xtx_eig
+    vty = v.T @ xty
+    return [v @ (vty / (e + l2)[:, None]) for l2 in l2s]
+
+
+def ridge_probe(
+    train_x: np.ndarray,
+    train_y: np.ndarray,
+    test_x: np.ndarray,
+    test_y: np.ndarray,
+    num_classes: int,
+    l2_grid: Sequence[float] = L2_GRID,
+    val_fraction: float = 0.2,
+    seed: int = 0,
+) -> dict[str, float]:
+    """Fit a ridge-regression classifier on ``train``, report top-1 on ``test``.
+
+    Returns:
+      ``{'accuracy': test top-1, 'l2': the chosen regulariser, 'val_accuracy': its held-out
+      top-1}``.
+    """
+    x = np.asarray(train_x, np.float64)
+    mean, std = x.mean(0), x.std(0) + 1e-6
+    std_x = lambda a: np.concatenate(
+        [(np.asarray(a, np.float64) - mean) / std, np.ones((len(a), 1))], 1
+    )  # bias column
+    xs, xt = std_x(train_x), std_x(test_x)
+    ys = 2.0 * np.eye(num_classes)[train_y] - 1.0
+
+    rng = np.random.default_rng(seed)
+    perm = rng.permutation(len(xs))
+    n_val = max(int(len(xs) * val_fraction), 1)
+    val, fit = perm[:n_val], perm[n_val:]
+    eig = np.linalg.eigh(xs[fit].T @ xs[fit])
+    accs = [
+        float((np.argmax(xs[val] @ w, 1) == train_y[val]).mean())
+        for w in _ridge_weights(eig, xs[fit].T @ ys[fit], l2_grid)
+    ]
+    best = int(np.argmax(accs))
+    l2 = l2_grid[best] * len(xs) / len(fit)  # same strength per example on the full split
+    (w,) = _ridge_weights(np.linalg.eigh(xs.T @ xs), xs.T @ ys, [l2])
+    acc = float((np.argmax(xt @ w, 1) == np.asarray(test_y)).mean())
+    return {"accuracy": acc, "l2": float(l2), "val_accuracy": accs[best]}
+
+
+def probe_layers(
+    train_feats: dict[str, np.ndarray],
+    train_y,
+    test_feats: dict[str, np.ndarray],
+    test_y,
+    num_classes: int,
+) -> dict[str, dict[str, float]]:
+    """:func:`ridge_probe` on every layer; keys in network order."""
+    return {
+        k: ridge_probe(train_feats[k], train_y, test_feats[k], test_y, num_classes)
+        for k in train_feats
+    }

@@ -1,0 +1,154 @@
+import json
+
+import numpy as np
+import pytest
+import tensorflow_datasets as tfds
+from test_train import TINY_FLAGS, tiny_config
+
+from configs import finetune_mini
+from fractaljax import downstream, probe, train
+from fractaljax import finetune as ft_lib
+from fractaljax.cli import UserError
+
+needs_fashion = pytest.mark.skipif(
+    not downstream.fashion_mnist_available(),
+    reason=f"Fashion-MNIST idx files absent from {downstream.FASHION_MNIST_DIR} "
+    "(apt-get install -y dataset-fashion-mnist; .ci/run does it)",
+)
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+    return str(tmp_path_factory.mktemp("tfds"))
+
+
+def test_digits_builder_prepares_and_loads(data_dir):
+    tr = downstream.load("digits", "train", data_dir)
+    te = downstream.load("digits", "test", data_dir)
+    assert tr.images.shape == (1297, 8, 8, 1) and te.images.shape == (500, 8, 8, 1)
+    assert tr.images.dtype == np.uint8 and tr.images.max() == 255
+    assert set(np.unique(tr.labels)) == set(range(10)) and tr.num_classes == 10
+    # A real TFDS builder, loadable by name once fractaljax.downstream is imported.
+    builder = tfds.builder("sklearn_digits", data_dir=data_dir)
+    assert builder.is_prepared() and builder.info.splits["test"].num_examples == 500
+
+
+@needs_fashion
+def test_fashion_mnist_builder_reads_the_real_files(data_dir):
+    te = downstream.load("fashion_mnist", "test", data_dir)
+    assert te.images.shape == (10000, 28, 28, 1)
+    np.testing.assert_array_equal(np.bincount(te.labels), [1000] * 10)
+    assert 60 < te.images.mean() < 90  # real clothes, not blank or noise
+
+
+def test_missing_fashion_files_say_how_to_get_them(tmp_path):
+    with pytest.raises(UserError, match="apt-get install -y dataset-fashion-mnist"):
+        downstream.load("fashion_mnist", "test", str(tmp_path), source_dir=str(tmp_path / "x"))
+
+
+def test_unprepared_tfds_set_says_how_to_prepare(tmp_path):
+    with pytest.raises(UserError, match="download_and_prepare"):
+        downstream.load("cifar100", "test", str(tmp_path))
+
+
+def test_to_model_input_resizes_and_replicates():
+    x = downstream.to_model_input(np.full((2, 8, 8, 1), 255, np.uint8), 16)
+    assert x.shape == (2, 16, 16, 3) and float(x.min()) == pytest.approx(1.0)
+
+
+def test_ridge_probe_separable_features_is_near_perfect():
+    rng = np.random.default_rng(0)
+    centers = rng.normal(size=(5, 20)) * 5
+    y = rng.integers(0, 5, 2000)
+    x = centers[y] + rng.normal(size=(2000, 20))
+    r = probe.ridge_probe(x[:1500], y[:1500], x[1500:], y[1500:], 5)
+    assert r["accuracy"] > 0.98, r
+    # Features unrelated to the labels: chance level.
+    noise = rng.normal(size=x.shape)
+    r = probe.ridge_probe(noise[:1500], y[:1500], noise[1500:], y[1500:], 5)
+    assert r["accuracy"] < 0.3, r
+
+
+@pytest.fixture(scope="module")
+def digits_data(data_dir):
+    ft = finetune_mini.get_config()
+    ft.downstream.dataset = "digits"
+    ft.downstream.data_dir = data_dir
+    return ft, ft_lib.load_downstream(ft, 16, 3, 0)
+
+
+def test_probe_random_init_digits_well_above_chance(digits_data):
+    _, data = digits_data
+    model, params = ft_lib.random_init(tiny_config(), seed=0)
+    results = ft_lib.linear_probe(model, params, data)
+    assert list(results) == ["block0", "block1", "pre_logits"]
+    assert max(r["accuracy"] for r in results.values()) > 0.6, results
+
+
+def test_finetune_few_steps_loss_falls(digits_data, tmp_path):
+    ft, data = digits_data
+    ft.total_steps, ft.log_every, ft.checkpoint_every, ft.batch_size = 40, 20, 40, 32
+    ft.optim.lr = 0.5  # x 32/512
+    pre = tiny_config()
+    _, params = ft_lib.random_init(pre, seed=0)
+    s = ft_lib.finetune(ft, pre, params, str(tmp_path), data=data)
+    assert s["last_loss"] < s["first_loss"] - 0.15, s
+    assert s["test_accuracy"] > 0.2, s  # chance: 0.1
+
+
+def test_transfer_params_keeps_new_head():
+    init = {"head": 1, "block0": 2, "embedding": 3}
+    pre = {"head": 9, "block0": 8, "embedding": 7}
+    assert train.transfer_params(init, pre) == {"head": 1, "block0": 8, "embedding": 7}
+
+
+def test_probe_and_finetune_cli(run, tmp_path, data_dir):
+    pre = tmp_path / "pre"
+    res = run("experiments.pretrain", f"--workdir={pre}", *TINY_FLAGS, "--config.total_steps=5")
+    assert res.returncode == 0, res.stderr[-2000:]
+    common = ["--config.downstream.dataset=digits", f"--config.downstream.data_dir={data_dir}"]
+    res = run("experiments.probe", f"--pretrained={pre}", *common)
+    assert res.returncode == 0, res.stderr[-2000:]
+    out = json.loads((pre / "probe.json").read_text())
+    assert set(out["results"]) == {"pre-trained", "random init"}
+    assert (pre / "probe.png").stat().st_size > 1000
+    res = run(
+        "experiments.finetune",
+        f"--pretrained={pre}",
+        f"--workdir={tmp_path / 'ft'}",
+        *common,
+        "--config.total_steps=10",
+        "--config.checkpoint_every=10",
+    )
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert "test top-1" in res.stdout
+    # Missing data: one line, exit 2.
+    res = run(
+        "experiments.probe",
+        f"--pretrained={pre}",
+        "--config.downstream.dataset=fashion_mnist",
+        f"--config.downstream.data_dir={tmp_path / 'empty'}",
+        f"--config.downstream.source_dir={tmp_path / 'nowhere'}",
+    )
+    assert res.returncode == 2 and "dataset-fashion-mnist" in res.stderr, res.stderr[-2000:]
+    assert len(res.stderr.strip().splitlines()) == 1
+    # Not a pre-training run.
+    res = run("experiments.probe", f"--pretrained={tmp_path / 'nothing'}")
+    assert res.returncode == 2 and "config.json" in res.stderr
+
+
+def test_quickstart_small(run, tmp_path):
+    """The README's main job at toy size: pre-train, fine-tune, probe, table."""
+    res = run(
+        "experiments.quickstart",
+        f"--workdir={tmp_path / 'qs'}",
+        *TINY_FLAGS,
+        "--dataset=digits",
+        "--finetune_steps=5",
+        env={"HOME": str(tmp_path)},
+    )
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert "transfer to digits" in res.stdout and "random init" in res.stdout
+    out = json.loads((tmp_path / "qs" / "quickstart.json").read_text())
+    assert set(out["rows"]) == {"1p-frac", "random init"}
+    assert all(0 <= r["finetune_top1"] <= 1 for r in out["rows"].values())
