@@ -33,20 +33,13 @@ def load_downstream(cfg: ml_collections.ConfigDict, size: int, channels: int, nu
 
 
 def predict(model, params, images: jax.Array, batch_size: int = 256) -> np.ndarray:
-    """Arg-max predictions ``int[N]`` in padded fixed-size batches (one compile)."""
+    """Arg-max predictions ``int[N]``, in fixed-size batches (one compile)."""
 
     @jax.jit
     def forward(x):
         return jnp.argmax(model.apply({"params": params}, normalize(x))[0], -1)
 
-    out = []
-    for s in range(0, len(images), batch_size):
-        x = images[s : s + batch_size]
-        n = len(x)
-        if n < batch_size:
-            x = jnp.concatenate([x, jnp.zeros((batch_size - n,) + x.shape[1:], x.dtype)])
-        out.append(np.asarray(forward(x))[:n])
-    return np.concatenate(out)
+    return probe.map_batches(forward, images, batch_size)
 
 
 def run_config(ft: ml_collections.ConfigDict, pre: ml_collections.ConfigDict, num_classes: int):

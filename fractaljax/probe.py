@@ -18,6 +18,19 @@ import numpy as np
 L2_GRID = tuple(2.0**k for k in range(-6, 15, 2))
 
 
+def map_batches(fn, images: jax.Array, batch_size: int = 256):
+    """``fn`` over fixed-size batches of ``images`` (the last one zero-padded, so ``fn``
+    compiles once); returns ``fn``'s output pytree with the batches concatenated as NumPy."""
+    outs = []
+    for start in range(0, len(images), batch_size):
+        x = images[start : start + batch_size]
+        n = len(x)
+        if n < batch_size:
+            x = jnp.concatenate([x, jnp.zeros((batch_size - n,) + x.shape[1:], x.dtype)])
+        outs.append(jax.tree.map(lambda a, n=n: np.asarray(a[:n]), fn(x)))
+    return jax.tree.map(lambda *a: np.concatenate(a), *outs)
+
+
 def extract_features(
     model, params, images: jax.Array, batch_size: int = 256, normalize=None
 ) -> dict[str, np.ndarray]:
@@ -27,7 +40,7 @@ def extract_features(
       model: a :class:`fractaljax.models.vit.ViT`.
       params: its parameters.
       images: ``float32[N, H, W, C]`` in [0, 1].
-      batch_size: forward batch; the last batch is padded (static shapes, one compile).
+      batch_size: forward batch (see :func:`map_batches`).
       normalize: input normalisation (default: the pre-training one, mean = std = 0.5).
     """
     from fractaljax.augment import normalize as default_normalize
@@ -41,16 +54,7 @@ def extract_features(
         feats["pre_logits"] = aux["pre_logits"]
         return feats
 
-    n = images.shape[0]
-    out: dict[str, list[np.ndarray]] = {}
-    for start in range(0, n, batch_size):
-        x = images[start : start + batch_size]
-        pad = batch_size - x.shape[0]
-        if pad:
-            x = jnp.concatenate([x, jnp.zeros((pad,) + x.shape[1:], x.dtype)])
-        for k, v in forward(x).items():
-            out.setdefault(k, []).append(np.asarray(v[: batch_size - pad]))
-    return {k: np.concatenate(v) for k, v in out.items()}
+    return map_batches(forward, images, batch_size)
 
 
 def _ridge_weights(xtx_eig, xty, l2s):
