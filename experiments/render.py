@@ -73,13 +73,8 @@ def main(argv) -> None:
         source = sources.make(cfg)
         labels = sources.class_grid_labels(source.num_classes, _NUM_SHOWN.value)
         images = np.asarray(jax.jit(source.render_labels)(labels, key))
-        name = (
-            ""
-            if path is None
-            else f"{path.split('.')[-1]}={value:g}"
-            if isinstance(value, float)
-            else f"{path.split('.')[-1]}={value}"
-        )
+        shown = f"{value:g}" if isinstance(value, float) else str(value)
+        name = "" if path is None else f"{path.split('.')[-1]}={shown}"
         print(
             f"{source.name} {name or ''}: {len(labels)} classes of {source.num_classes} "
             f"rendered in {time.perf_counter() - t0:.1f}s (incl. compile)"

@@ -9,6 +9,7 @@ from configs import onepfrac_mini
 from fractaljax import augment, sharding, sources, train
 from fractaljax.checkpoint import Checkpoints
 from fractaljax.losses import lpce
+from fractaljax.metrics import read_jsonl
 
 # A config small enough to compile and run in seconds on a CPU.
 TINY = {
@@ -92,6 +93,9 @@ def test_short_run_loss_falls_and_writes_outputs(tmp_path):
     assert summary["last_loss"] < summary["first_loss"] - 0.3, summary
     for name in ("config.json", "metrics.jsonl", "summary.json"):
         assert (tmp_path / name).exists()
+    rows = read_jsonl(str(tmp_path / "metrics.jsonl"))
+    assert [r["step"] for r in rows] == [20, 30, 40, 60]  # log_every 20, checkpoint_every 30
+    assert rows[-1]["loss"] == pytest.approx(summary["last_loss"])
     assert any(f.startswith("events") for f in os.listdir(tmp_path / "tb"))
     assert Checkpoints(str(tmp_path)).latest_step() == 60
 
