@@ -36,8 +36,9 @@ def get_config() -> ml_collections.ConfigDict:
     c.render.burn_in = 20
     c.render.pad = 3  # the paper pads 6 px on a 512 px canvas
     c.render.patch = "pixel"  # 'pixel': random 3x3 patches, 'none': single points
-    c.render.color = False
+    c.render.color = False  # True: a random colour gradient per image
     c.render.channels = 3
     c.render.gray_level = 127 / 255
     c.render.shared_walk = True
+    c.render.background = "black"  # 'random': a random dark colour gradient behind
     return c

@@ -70,7 +70,7 @@ def main(argv) -> None:
     for path, value in settings:
         cfg = config if path is None else config_utils.with_field(config, path, value)
         t0 = time.perf_counter()
-        source = sources.make(cfg)
+        source = sources.make(cfg, cache_dir=_OUT.value)
         labels = sources.class_grid_labels(source.num_classes, _NUM_SHOWN.value)
         images = np.asarray(jax.jit(source.render_labels)(labels, key))
         shown = f"{value:g}" if isinstance(value, float) else str(value)

@@ -25,6 +25,7 @@ import jax.numpy as jnp
 from fractaljax.ifs import IFS, ConfigError
 
 PATCH_MODES = ("none", "pixel")
+BACKGROUNDS = ("black", "random")
 # Points are kept within +-_BIG so that diverging (non-contractive) systems stay finite.
 _BIG = 1e30
 
@@ -48,6 +49,9 @@ class RenderSpec:
       channels: 1 or 3 output channels (colour needs 3).
       gray_level: intensity of lit pixels in [0, 1]; the paper uses 127/255.
       shared_walk: all images of a batch share one map-choice sequence (see module doc).
+      background: ``'black'`` (the paper) or ``'random'``: each image gets a random dark
+        colour gradient (gray with one channel) behind the fractal, so that the network
+        cannot rely on "black = background" (as the catalys1/fractal-pretraining option).
     """
 
     image_size: int = 224
@@ -60,6 +64,7 @@ class RenderSpec:
     channels: int = 3
     gray_level: float = 127.0 / 255.0
     shared_walk: bool = True
+    background: str = "black"
 
     @property
     def num_points(self) -> int:
@@ -83,6 +88,10 @@ class RenderSpec:
             raise ConfigError(f"{prefix}.channels={self.channels}: must be 1 or 3")
         if self.color and self.channels != 3:
             raise ConfigError(f"{prefix}.color=True needs {prefix}.channels=3")
+        if self.background not in BACKGROUNDS:
+            raise ConfigError(
+                f"{prefix}.background={self.background!r}: must be one of {BACKGROUNDS}"
+            )
         if not 0.0 < self.gray_level <= 1.0:
             raise ConfigError(f"{prefix}.gray_level={self.gray_level}: must be in (0, 1]")
         return self
@@ -213,10 +222,13 @@ def dilate_patches(lit: jax.Array, masks: jax.Array) -> jax.Array:
     return out.astype(bool)
 
 
-def _color_gradient(key: jax.Array, size: int) -> jax.Array:
-    """A random linear gradient between two random colours, ``float32[size, size, 3]``."""
+def _color_gradient(
+    key: jax.Array, size: int, lo: float = 0.2, hi: float = 1.0, channels: int = 3
+) -> jax.Array:
+    """A random linear gradient between two random colours in [lo, hi],
+    ``float32[size, size, channels]``."""
     k_c, k_a = jax.random.split(key)
-    c = jax.random.uniform(k_c, (2, 3), minval=0.2, maxval=1.0)
+    c = jax.random.uniform(k_c, (2, channels), minval=lo, maxval=hi)
     angle = jax.random.uniform(k_a, maxval=2 * jnp.pi)
     g = jnp.linspace(-0.5, 0.5, size)
     t = jnp.cos(angle) * g[None, :] + jnp.sin(angle) * g[:, None]
@@ -263,7 +275,26 @@ def render_with_fill(spec: RenderSpec, ifs: IFS, key: jax.Array) -> tuple[jax.Ar
         img = img * colors
     else:
         img = jnp.broadcast_to(img * spec.gray_level, (b, s, s, spec.channels))
-    return img, fill
+    return add_background(spec, img, lit, img_keys), fill
+
+
+def add_background(spec: RenderSpec, img: jax.Array, fg: jax.Array, keys: jax.Array) -> jax.Array:
+    """Put ``spec.background`` behind the foreground.
+
+    Args:
+      img: ``float32[B, H, W, C]`` foreground colours.
+      fg: ``bool[B, H, W]``, where the foreground is.
+      keys: ``[B]`` per-image keys (the background uses their stream 3).
+
+    Returns:
+      ``img`` where ``fg``, the background elsewhere.
+    """
+    if spec.background == "black":
+        return img
+    s, c = img.shape[1], img.shape[-1]
+    # Dark backgrounds (<= 0.4) keep the gray-127 or coloured fractal visible on top.
+    bg = jax.vmap(lambda k: _color_gradient(jax.random.fold_in(k, 3), s, 0.0, 0.4, c))(keys)
+    return jnp.where(fg[..., None], img, bg)
 
 
 def render(spec: RenderSpec, ifs: IFS, key: jax.Array) -> jax.Array:

@@ -5,19 +5,35 @@ perturbed systems, computed once from the seed) and renders batches on device, s
 pre-training step can call ``source.batch(key, step, batch_size)`` inside ``jit``. The
 stream is a pure function of (key, step): a resumed run sees the batches it would have seen.
 
-Add a source by writing a ``make_<name>(config) -> Source`` and listing it in ``SOURCES``.
+Sources (``config.source.name``):
+
+* ``onepfrac``: 1p-frac, L perturbations of one sigma-factor fractal;
+* ``fractaldb``: FractalDB-k, k random IFS categories, instances by parameter weighting,
+  patches and flips;
+* ``ofdb``: OFDB-k, one fixed image per FractalDB category;
+* ``real_image``: one real image (Canny edges, gray or RGB) and L warps of it.
+
+Add a source by writing a ``make_<name>(config, cache_dir) -> Source`` and listing it in
+``SOURCES``.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
+import hashlib
+import json
+import os
+import time
 from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
 import ml_collections
+import numpy as np
 
 from fractaljax import ifs as ifs_lib
+from fractaljax import real_image
 from fractaljax import render as render_lib
 from fractaljax.ifs import IFS, ConfigError
 
@@ -94,7 +110,7 @@ def onepfrac_systems(config: ml_collections.ConfigDict, spec: render_lib.RenderS
     return systems
 
 
-def make_onepfrac(config: ml_collections.ConfigDict) -> Source:
+def make_onepfrac(config: ml_collections.ConfigDict, cache_dir: str | None = None) -> Source:
     """1p-frac (Nakamura et al., ECCV 2024): L classes = L perturbations of one fractal."""
     src = config.source
     _check_range(src, "num_classes", lo=1)
@@ -106,23 +122,248 @@ def make_onepfrac(config: ml_collections.ConfigDict) -> Source:
     spec = render_spec(config)
     systems = onepfrac_systems(config, spec)
 
+    del cache_dir  # the L systems take well under a second to draw
+
     def render_labels(labels, key):
         return render_lib.render(spec, jax.tree.map(lambda a: a[labels], systems), key)
 
     return Source("onepfrac", src.num_classes, spec, render_labels, systems)
 
 
-SOURCES: dict[str, Callable[[ml_collections.ConfigDict], Source]] = {
+# Candidates tested per batch in the FractalDB category search. Part of the definition of
+# the categories (candidate i's fill test uses the walk of its batch): do not change it.
+_SEARCH_BATCH = 256
+
+
+def _uniform_candidate(key: jax.Array, min_maps: int, max_maps: int) -> IFS:
+    k_n, k_maps = jax.random.split(key)
+    n = jax.random.randint(k_n, (), min_maps, max_maps + 1)
+    return ifs_lib.sample_uniform(k_maps, n, max_maps)
+
+
+@functools.partial(jax.jit, static_argnums=(2, 3, 4))
+def _test_candidates(key, batch_index, check, min_maps, max_maps):
+    """Candidates ``batch_index * B + [0, B)`` of the search and their fill rates."""
+    cand_key, walk_key = jax.random.split(key)
+    ids = batch_index * _SEARCH_BATCH + jnp.arange(_SEARCH_BATCH)
+    draw = lambda i: _uniform_candidate(jax.random.fold_in(cand_key, i), min_maps, max_maps)
+    cands = jax.vmap(draw)(ids)
+    # The fill rate of a random IFS depends on its walk (a few far points can shrink the
+    # rest when the canvas is rescaled): keep only systems that pass on two walks.
+    walks = jax.random.split(jax.random.fold_in(walk_key, batch_index))
+    fills = [render_lib.render_with_fill(check, cands, w)[1] for w in walks]
+    return cands, jnp.minimum(*fills)
+
+
+def search_categories(
+    config: ml_collections.ConfigDict, spec: render_lib.RenderSpec, cache_dir: str | None = None
+) -> tuple[IFS, np.ndarray]:
+    """FractalDB's category search: the first k random IFS whose fill rate >= min_fill.
+
+    Candidate i is drawn from ``fold_in(split(key(seed))[0], i)``: N ~ U{min_maps..max_maps}
+    maps with all parameters ~ U(-1, 1) (padded to ``max_maps`` with zero-probability maps).
+    Its fill rate is the smaller of those of two point renderings at ``spec`` (two walks).
+    The result depends only on the config; with a ``cache_dir`` it is saved there as
+    ``ifs_categories_<hash>.npz`` and read back on the next call (at 224 px about one
+    candidate in ten passes; FractalDB-1k's search takes ~20 s on a 2-core CPU).
+
+    Returns:
+      ``(systems, fills)``: ``maps: float32[k, max_maps, 6]``, and ``float32[k]``.
+    """
+    src = config.source
+    _check_range(src, "num_classes", lo=1)
+    _check_range(src, "min_maps", lo=1, hi=src.max_maps)
+    _check_range(src, "max_maps", lo=src.min_maps, hi=64)
+    _check_range(src, "min_fill", lo=0.0, hi=0.99)
+    check = dataclasses.replace(spec, patch="none", color=False, background="black")
+    what = dict(
+        seed=config.seed, k=src.num_classes, min_maps=src.min_maps, max_maps=src.max_maps,
+        min_fill=src.min_fill, render=dataclasses.asdict(check), batch=_SEARCH_BATCH, v=2,
+    )  # fmt: skip
+    digest = hashlib.sha1(json.dumps(what, sort_keys=True).encode()).hexdigest()[:12]
+    path = cache_dir and os.path.join(cache_dir, f"ifs_categories_{digest}.npz")
+    if path and os.path.exists(path):
+        try:
+            with np.load(path) as f:
+                return IFS(jnp.asarray(f["maps"]), jnp.asarray(f["probs"])), f["fills"]
+        except (OSError, ValueError, KeyError):
+            print(f"{path}: unreadable cache, searching the categories again", flush=True)
+
+    key = jax.random.key(config.seed)
+    t0 = time.perf_counter()
+    kept_maps, kept_probs, kept_fills, tried = [], [], [], 0
+    max_batches = max(4, 100 * src.num_classes // _SEARCH_BATCH)  # 100 candidates a category
+    for b in range(max_batches):
+        cands, fill = jax.device_get(_test_candidates(key, b, check, src.min_maps, src.max_maps))
+        ok = fill >= src.min_fill
+        kept_maps.append(cands.maps[ok])
+        kept_probs.append(cands.probs[ok])
+        kept_fills.append(fill[ok])
+        tried += _SEARCH_BATCH
+        if sum(len(f) for f in kept_fills) >= src.num_classes:
+            break
+    fills = np.concatenate(kept_fills)[: src.num_classes]
+    if len(fills) < src.num_classes:
+        raise ConfigError(
+            f"source.min_fill={src.min_fill}: only {len(fills)} of {tried} random systems "
+            f"passed at {spec.image_size} px; lower source.min_fill or source.num_classes"
+        )
+    maps = np.concatenate(kept_maps)[: src.num_classes]
+    probs = np.concatenate(kept_probs)[: src.num_classes]
+    print(
+        f"category search: {src.num_classes} systems with fill >= {src.min_fill} from "
+        f"{tried} candidates in {time.perf_counter() - t0:.1f}s",
+        flush=True,
+    )
+    if path:
+        os.makedirs(cache_dir, exist_ok=True)
+        tmp = f"{path}.tmp.npz"  # written whole, then renamed: never a half-written cache
+        np.savez(tmp, maps=maps, probs=probs, fills=fills)
+        os.replace(tmp, path)
+    return IFS(jnp.asarray(maps), jnp.asarray(probs)), fills
+
+
+def make_fractaldb(config: ml_collections.ConfigDict, cache_dir: str | None = None) -> Source:
+    """FractalDB-k (Kataoka et al., ACCV 2020): k random IFS categories.
+
+    Categories come from :func:`search_categories`. An instance of a category is drawn on
+    the fly, as FractalDB's intra-category variation: one of 1 + 6 x len(weights)
+    parameter weightings (none, or one of the six parameters a..f of every map multiplied
+    by a weight, e.g. 0.8, 0.9, 1.1, 1.2), a fresh random 3x3 patch pattern (``render.patch``)
+    and, with ``source.flip``, a random horizontal and vertical flip.
+    """
+    src = config.source
+    spec = render_spec(config)
+    systems, _ = search_categories(config, spec, cache_dir)
+    weights = jnp.asarray(tuple(src.weights), jnp.float32)
+    if weights.ndim != 1 or not bool(jnp.all(weights > 0)):
+        raise ConfigError(f"source.weights={src.weights}: must be a list of positive numbers")
+    nw = weights.shape[0]
+    valid = systems.probs > 0
+
+    def render_labels(labels, key):
+        k_w, k_flip, k_render = jax.random.split(key, 3)
+        b = labels.shape[0]
+        pick = jax.random.randint(k_w, (b,), 0, 1 + 6 * nw)  # 0: the category as drawn
+        param, weight = (pick - 1) // nw, weights[(pick - 1) % nw]
+        scale = jnp.where(
+            (pick[:, None] > 0) & (jnp.arange(6) == param[:, None]), weight[:, None], 1.0
+        )
+        maps = systems.maps[labels] * scale[:, None, :]  # [B, N, 6]
+        images = render_lib.render(
+            spec, IFS(maps, ifs_lib.map_probs(maps, valid[labels])), k_render
+        )
+        if src.flip:
+            fh, fv = jax.random.bernoulli(k_flip, 0.5, (2, b, 1, 1, 1))
+            images = jnp.where(fh, images[:, :, ::-1], images)
+            images = jnp.where(fv, images[:, ::-1], images)
+        return images
+
+    return Source("fractaldb", src.num_classes, spec, render_labels, systems)
+
+
+def make_ofdb(config: ml_collections.ConfigDict, cache_dir: str | None = None) -> Source:
+    """OFDB-k (Nakamura et al., ICCV 2023): one fixed image per category.
+
+    The k categories are FractalDB's (:func:`search_categories`); each is rendered once,
+    with one fixed walk and patch pattern, and kept on device as ``uint8[k, H, W, C]``. The
+    same image is returned for a label at every step: augmentation supplies the variation.
+    """
+    src = config.source
+    spec = render_spec(config)
+    systems, _ = search_categories(config, spec, cache_dir)
+    key = jax.random.fold_in(jax.random.key(config.seed), 2)
+    draw = jax.jit(lambda s, k: jnp.round(render_lib.render(spec, s, k) * 255).astype(jnp.uint8))
+    chunk = 64  # bounds the walk's memory at 224 px
+    bank = jnp.concatenate(
+        [
+            draw(
+                IFS(systems.maps[i : i + chunk], systems.probs[i : i + chunk]),
+                jax.random.fold_in(key, i),
+            )
+            for i in range(0, src.num_classes, chunk)
+        ]
+    )
+
+    def render_labels(labels, key):
+        del key  # one fixed image per category
+        return bank[labels].astype(jnp.float32) / 255.0
+
+    return Source("ofdb", src.num_classes, spec, render_labels, systems)
+
+
+def make_real_image(config: ml_collections.ConfigDict, cache_dir: str | None = None) -> Source:
+    """One real image, L classes = L random warps of it (1p-frac's single-real-image study).
+
+    ``source.image_path`` (default: scikit-learn's bundled ``china.jpg``) is cropped to its
+    centred square, turned into Canny edges (``source.mode='edges'``, the paper's best), a
+    gray or an RGB image, and class l is warp l (``source.perturbation``: 'affine',
+    'polynomial' or 'elastic', parameters ~ U(-delta, delta) in canvas units where the
+    canvas spans [-1, 1]). Rendering is one bilinear resampling per image, on device.
+    """
+    del cache_dir
+    src = config.source
+    spec = render_spec(config)
+    _check_range(src, "num_classes", lo=1)
+    _check_range(src, "delta", lo=0.0, hi=1.0)
+    _check_range(src, "edge_sigma", lo=0.1, hi=20.0)
+    _check_range(src, "elastic_grid", lo=2, hi=64)
+    if not 0.0 <= src.edge_low <= src.edge_high <= 1.0:
+        raise ConfigError(
+            f"source.edge_low={src.edge_low}, source.edge_high={src.edge_high}: need "
+            "0 <= edge_low <= edge_high <= 1"
+        )
+    if src.mode == "rgb" and spec.channels != 3:
+        raise ConfigError("source.mode='rgb' needs render.channels=3")
+    # Edges are found at >= 256 px, where Canny's scale is meaningful, then downsampled.
+    work = max(spec.image_size, src.edge_resolution)
+    rgb = real_image.load_image(src.image_path, work)
+    base = real_image.base_image(
+        rgb, src.mode, spec.image_size, src.edge_sigma, src.edge_low, src.edge_high
+    )
+    if src.mode == "edges":
+        base = base * spec.gray_level
+    base = jnp.broadcast_to(base, base.shape[:2] + (spec.channels,))
+    warps = real_image.sample_warps(
+        jax.random.fold_in(jax.random.key(config.seed), 3),
+        src.num_classes,
+        src.perturbation,
+        src.delta,
+        src.elastic_grid,
+    )
+
+    def render_labels(labels, key):
+        one = lambda p: real_image.warp(base, src.perturbation, p, src.elastic_grid)
+        images = jax.vmap(one)(warps[labels])
+        keys = jax.vmap(lambda i: jax.random.fold_in(key, i))(jnp.arange(labels.shape[0]))
+        return render_lib.add_background(spec, images, images.max(-1) > 0, keys)
+
+    return Source("real_image", src.num_classes, spec, render_labels)
+
+
+SOURCES: dict[str, Callable[[ml_collections.ConfigDict, str | None], Source]] = {
     "onepfrac": make_onepfrac,
+    "fractaldb": make_fractaldb,
+    "ofdb": make_ofdb,
+    "real_image": make_real_image,
 }
 
 
-def make(config: ml_collections.ConfigDict) -> Source:
-    """Build the source named by ``config.source.name``."""
+def make(config: ml_collections.ConfigDict, cache_dir: str | None = None) -> Source:
+    """Build the source named by ``config.source.name``.
+
+    ``cache_dir`` (the run's workdir) keeps results of one-time searches (FractalDB's
+    categories) across runs.
+    """
     name = config.source.name
     if name not in SOURCES:
         raise ConfigError(f"source.name={name!r}: unknown; choose one of {sorted(SOURCES)}")
-    return SOURCES[name](config)
+    try:
+        return SOURCES[name](config, cache_dir)
+    except AttributeError as e:  # a field this source needs is missing from config.source
+        raise ConfigError(
+            f"source.name={name!r}: config.source lacks a field ({e}); start from configs/{name}.py"
+        ) from None
 
 
 def class_grid_labels(num_classes: int, num: int) -> jax.Array:

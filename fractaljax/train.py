@@ -112,8 +112,8 @@ def validate(config: ml_collections.ConfigDict) -> None:
         raise ConfigError(f"augment.label_smoothing={a.label_smoothing}: must be in [0, 1)")
 
 
-def prepare_workdir(workdir: str, config: ml_collections.ConfigDict) -> None:
-    """Create the workdir (or check it is writable) and record the config there."""
+def prepare_workdir(workdir: str, config: ml_collections.ConfigDict | None = None) -> None:
+    """Create the workdir (or check it is writable); record the config there if given."""
     try:
         os.makedirs(workdir, exist_ok=True)
         probe = os.path.join(workdir, ".write_test")
@@ -125,7 +125,9 @@ def prepare_workdir(workdir: str, config: ml_collections.ConfigDict) -> None:
             f"--workdir={workdir}: not writable ({e.strerror}); pick a directory you can write"
         ) from None
     path = os.path.join(workdir, "config.json")
-    if not os.path.exists(path):  # a resumed run keeps the config it started with
+    if config is not None and not os.path.exists(
+        path
+    ):  # a resumed run keeps the config it started with
         with open(path, "w") as f:
             f.write(config.to_json_best_effort(indent=2))
 
@@ -253,11 +255,12 @@ def train_and_evaluate(
     validate(config)
     mesh = sharding.data_mesh()
     sharding.check_batch(config.batch_size, mesh)
-    source = source or sources.make(config)
+    prepare_workdir(workdir)
+    source = source or sources.make(config, cache_dir=workdir)
     model = make_model(config, source.num_classes)
     schedule = learning_rate(config)
     tx = make_optimizer(config, schedule)
-    prepare_workdir(workdir, config)
+    prepare_workdir(workdir, config)  # only once the config has passed every check
 
     state = init_state(config, model, tx, mesh)
     ckpt = Checkpoints(workdir, keep=config.keep_checkpoints)

@@ -1,3 +1,5 @@
+import importlib
+import json
 import os
 
 import jax
@@ -8,6 +10,7 @@ import pytest
 from configs import onepfrac_mini
 from fractaljax import augment, sharding, sources, train
 from fractaljax.checkpoint import Checkpoints
+from fractaljax.ifs import ConfigError
 from fractaljax.losses import lpce
 from fractaljax.metrics import read_jsonl
 
@@ -205,3 +208,24 @@ def test_corrupt_checkpoint_is_an_error_exit_2(run, tmp_path):
     assert res.returncode == 2
     assert res.stderr.strip().splitlines()[-1].startswith("error: checkpoint"), res.stderr
     assert meta.exists()  # left for the user to inspect
+
+
+# OFDB's images come from FractalDB's search and are looked up: covered by test_sources.
+@pytest.mark.parametrize("name", ["fractaldb", "real_image"])
+def test_other_sources_pretrain(tmp_path, name):
+    module = importlib.import_module(f"configs.{name}")
+    c = module.get_config("mini")
+    c.update_from_flattened_dict({**TINY, "source.num_classes": 8, "total_steps": 6})
+    summary = train.train_and_evaluate(c, str(tmp_path))
+    assert summary["steps"] == 6 and np.isfinite(summary["last_loss"])
+    assert json.loads((tmp_path / "config.json").read_text())["source"]["name"] == name
+    if name != "real_image":  # the category search is cached in the workdir
+        assert any(f.startswith("ifs_categories_") for f in os.listdir(tmp_path))
+
+
+def test_bad_source_config_writes_no_config_json(tmp_path):
+    c = importlib.import_module("configs.real_image").get_config("mini")
+    c.update_from_flattened_dict({**TINY, "source.perturbation": "shear"})
+    with pytest.raises(ConfigError, match="source.perturbation"):
+        train.train_and_evaluate(c, str(tmp_path))
+    assert not (tmp_path / "config.json").exists()  # a fixed rerun starts from its own config

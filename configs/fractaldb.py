@@ -1,0 +1,39 @@
+"""FractalDB-k (Kataoka et al., ACCV 2020): k random IFS categories (N in 2..8 maps, all
+parameters U(-1, 1), fill rate >= 0.2), instances by parameter weighting, random 3x3 patch
+patterns and flips. The baseline 1p-frac is compared with (FractalDB-1k: 81.6 on CIFAR-100).
+
+  python -m experiments.render --config configs/fractaldb.py:mini --out out/fractaldb
+  python -m experiments.pretrain --config configs/fractaldb.py:mini --workdir runs/fdb_mini
+  python -m experiments.pretrain --config configs/fractaldb.py --workdir runs/fdb1k   # GPU/TPU
+
+``:vit_ti`` (default) is the paper's ViT-Tiny/16 recipe at 224 px with k = 1000; ``:mini``
+is the CPU-sized run of configs/onepfrac_mini.py with k = 100. The category search runs
+once and is cached in the workdir (ifs_categories_<hash>.npz).
+"""
+
+import ml_collections
+
+from configs import onepfrac_mini, onepfrac_vit_ti
+
+RECIPES = {"vit_ti": onepfrac_vit_ti, "mini": onepfrac_mini}
+
+
+def recipe(arg: str) -> ml_collections.ConfigDict:
+    """The training recipe named by ``arg`` ('vit_ti' or 'mini'), with 1p-frac's source."""
+    if arg not in RECIPES:
+        raise ValueError(f"config argument {arg!r}: choose one of {sorted(RECIPES)}")
+    return RECIPES[arg].get_config()
+
+
+def get_config(arg: str = "vit_ti") -> ml_collections.ConfigDict:
+    c = recipe(arg)
+    num_classes = c.source.num_classes  # 1000 (paper) or 100 (mini), as 1p-frac's L
+    c.source = ml_collections.ConfigDict()
+    c.source.name = "fractaldb"
+    c.source.num_classes = num_classes  # k categories
+    c.source.min_maps = 2  # N ~ U{min_maps..max_maps}
+    c.source.max_maps = 8
+    c.source.min_fill = 0.2  # a category is kept if its point rendering fills >= 20%
+    c.source.weights = (0.8, 0.9, 1.1, 1.2)  # one parameter a..f of every map times w
+    c.source.flip = True  # random horizontal and vertical flips of each instance
+    return c

@@ -1,0 +1,20 @@
+"""OFDB-k (Nakamura et al., ICCV 2023): one fixed fractal image per category, k categories
+found as FractalDB's; augmentation is the only variation (OFDB-1k: 84.0 on CIFAR-100).
+
+  python -m experiments.render --config configs/ofdb.py:mini --out out/ofdb
+  python -m experiments.pretrain --config configs/ofdb.py:mini --workdir runs/ofdb_mini
+
+``:vit_ti`` (default): ViT-Tiny/16 at 224 px, k = 1000; ``:mini``: the CPU-sized run, k = 100.
+"""
+
+import ml_collections
+
+from configs import fractaldb
+
+
+def get_config(arg: str = "vit_ti") -> ml_collections.ConfigDict:
+    c = fractaldb.get_config(arg)
+    c.source.name = "ofdb"
+    del c.source.weights  # one image per category: no instances
+    del c.source.flip
+    return c
