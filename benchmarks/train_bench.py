@@ -1,6 +1,7 @@
 """Cost of rendering inside the train step: step time with in-step rendering vs fixed images.
 
-  python benchmarks/train_bench.py [--config mini|vit_ti] [--batch N] [--steps 10]
+  python benchmarks/train_bench.py [--config mini|vit_ti] [--source onepfrac|fractaldb|ofdb|
+      real_image] [--dtype float32|bfloat16] [--batch N] [--steps 10]
 
 Both steps are the same jit-compiled ``train.make_train_step`` (augmentation, forward,
 LPCE, AdamW update); the reference reads its images from a bank of pre-rendered images on
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import importlib
 import time
 
 import jax
@@ -43,9 +45,16 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=None, help="override batch_size")
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--bank", type=int, default=64, help="pre-rendered images in the bank")
+    parser.add_argument("--source", default="onepfrac", help="configs/<source>.py for non-1p-frac")
+    parser.add_argument("--dtype", default=None, help="model.dtype override (e.g. bfloat16)")
     args = parser.parse_args()
 
-    config = CONFIGS[args.config].get_config()
+    if args.source == "onepfrac":
+        config = CONFIGS[args.config].get_config()
+    else:
+        config = importlib.import_module(f"configs.{args.source}").get_config(args.config)
+    if args.dtype:
+        config.model.dtype = args.dtype
     if args.batch:
         config.batch_size = args.batch
     mesh = sharding.data_mesh()
@@ -60,7 +69,8 @@ def main() -> None:
 
     dev = jax.devices()[0]
     print(
-        f"{args.config}: {config.model.variant}, {config.render.image_size} px, batch "
+        f"{args.config} {args.source}: {config.model.variant} ({config.model.dtype}), "
+        f"{config.render.image_size} px, batch "
         f"{config.batch_size}, "
         f"{config.render.walkers * config.render.steps} points/image; "
         f"{len(jax.devices())} x {dev.platform} ({dev.device_kind})"

@@ -1,0 +1,74 @@
+"""Images/s of every synthetic source's ``batch(key, step, B)``, against 1p-frac, in one run.
+
+  python benchmarks/source_bench.py [--size paper|mini|both] [--batch 64] [--repeats 5]
+
+For each source config (``configs/<name>.py``; 1p-frac first, as the reference) it builds the
+source (timing the one-time setup: FractalDB's category search, OFDB's image bank, the
+real image's edges), then times the jit-compiled batch, as the training step calls it. It
+prints img/s and the ratio to 1p-frac at the same size.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import tempfile
+import time
+
+import jax
+import numpy as np
+
+from fractaljax import sources
+
+SOURCES = ["onepfrac", "fractaldb", "ofdb", "real_image"]
+
+
+def config_for(name: str, size: str):
+    """The paper-size (224 px) or mini (32 px) config of a source."""
+    if name == "onepfrac":
+        module = "onepfrac_vit_ti" if size == "paper" else "onepfrac_mini"
+        return importlib.import_module(f"configs.{module}").get_config()
+    arg = "vit_ti" if size == "paper" else "mini"
+    return importlib.import_module(f"configs.{name}").get_config(arg)
+
+
+def bench(name: str, size: str, batch: int, repeats: int) -> tuple[float, float]:
+    """``(setup seconds, img/s)`` of one source."""
+    config = config_for(name, size)
+    with tempfile.TemporaryDirectory() as cache:
+        t0 = time.perf_counter()
+        source = sources.make(config, cache_dir=cache)
+        setup = time.perf_counter() - t0
+    fn = jax.jit(source.batch, static_argnums=2)
+    key = jax.random.key(0)
+    jax.block_until_ready(fn(key, 0, batch))
+    times = []
+    for step in range(1, repeats + 1):
+        t0 = time.perf_counter()
+        jax.block_until_ready(fn(key, step, batch))
+        times.append(time.perf_counter() - t0)
+    return setup, batch / float(np.median(times))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--size", choices=["paper", "mini", "both"], default="both")
+    parser.add_argument("--batch", type=int, default=64)
+    parser.add_argument("--repeats", type=int, default=5)
+    args = parser.parse_args()
+    sizes = ["paper", "mini"] if args.size == "both" else [args.size]
+    print(f"device: {jax.devices()[0].device_kind} x{jax.device_count()}, batch {args.batch}")
+    for size in sizes:
+        ref = None
+        for name in SOURCES:
+            setup, rate = bench(name, size, args.batch, args.repeats)
+            ref = ref or rate
+            print(
+                f"{size:5s} {name:10s} setup {setup:6.1f}s  {rate:8.0f} img/s  "
+                f"{rate / ref:5.2f}x 1p-frac",
+                flush=True,
+            )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,40 @@
+"""The paper's Delta sweep at CPU scale: 1p-frac pre-training for Delta in {0.001, 0.01,
+0.05, 0.1, 0.2} + a random init, each fine-tuned and probed on real Fashion-MNIST.
+
+  python -m experiments.sweep --config configs/sweep_delta_mini.py
+
+Mini protocol (one point ~7 minutes on a 2-core CPU, the sweep ~45 minutes):
+* pre-training: configs/onepfrac_mini.py (32 px, 10k points in 3x3 patches, ViT 'mu/8':
+  width 128, 4 blocks, 16 tokens) with the paper's L = 1000 classes, 1200 steps of batch
+  128 (154 images a class), flips + label smoothing;
+* fine-tuning: configs/finetune_mini.py, 5k labels, 300 SGD steps;
+* probes: ridge on each block's pooled features, 10k train / 10k test images.
+
+Other sweeps reuse this protocol: configs/sweep_sigma_mini.py, sweep_classes_mini.py,
+sweep_sources_mini.py; paper scale: configs/sweep_delta_vit_ti.py.
+"""
+
+import ml_collections
+
+from configs import finetune_mini, onepfrac_mini
+
+
+def get_config() -> ml_collections.ConfigDict:
+    c = ml_collections.ConfigDict()
+    c.pretrain = onepfrac_mini.get_config()
+    c.pretrain.source.num_classes = 1000  # L, as the paper
+    c.pretrain.total_steps = 1200
+    c.pretrain.warmup_steps = 100
+    c.pretrain.log_every = 100
+    c.pretrain.checkpoint_every = 400
+
+    c.finetune = finetune_mini.get_config()
+
+    c.sweep = ml_collections.ConfigDict()
+    c.sweep.field = "source.delta"  # any dotted field of `pretrain`, or 'source'
+    c.sweep.grid = (0.001, 0.01, 0.05, 0.1, 0.2)
+    c.sweep.seeds = (0,)
+    c.sweep.random_init = True  # also evaluate a random init (per seed)
+    c.sweep.log_x = True
+    c.sweep.workdir = "runs/sweep_delta_mini"
+    return c

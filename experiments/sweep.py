@@ -1,0 +1,281 @@
+"""Sweep a pre-training config field; measure transfer of every point to a real data set.
+
+  python -m experiments.sweep --config configs/sweep_delta_mini.py [--workdir runs/sweep_delta]
+  python -m experiments.sweep --config configs/sweep_delta_mini.py \
+      --config.sweep.grid="(0.01, 0.1)" --config.sweep.seeds="(0, 1)"
+
+For every value of ``sweep.field`` (any dotted field of the pre-training config, e.g.
+``source.delta``, ``source.sigma``, ``source.num_classes``, ``seed``; or ``source``, whose
+values name a source config in configs/, e.g. ``fractaldb``) and every seed of
+``sweep.seeds``, it
+
+1. pre-trains ``pretrain`` with that value (``WORKDIR/<point>/pretrain``),
+2. fits per-layer ridge probes on frozen features,
+3. fine-tunes on ``finetune.downstream.num_labels`` labels (``WORKDIR/<point>/finetune``),
+
+plus the same evaluation of a random init (one per seed). A finished point is skipped
+(its ``result.json`` exists); an interrupted one resumes from its checkpoints. Outputs in
+WORKDIR: ``results.csv`` (one row per point and seed: all metrics and wall times),
+``accuracy.png`` (accuracy against the swept value, random init as lines), ``loss.png``
+(pre-training loss curves) and ``probe.png`` (probe accuracy per layer).
+"""
+
+from __future__ import annotations
+
+import csv
+import importlib
+import json
+import os
+import time
+
+import ml_collections
+import numpy as np
+from absl import flags
+
+from fractaljax import cli, config_utils, train
+from fractaljax import finetune as ft_lib
+from fractaljax.ifs import ConfigError
+from fractaljax.metrics import format_duration, read_jsonl
+
+_CONFIG = cli.define_config("sweep_delta_mini", "Sweep config file.")
+_WORKDIR = flags.DEFINE_string("workdir", None, "Sweep directory (default: sweep.workdir).")
+
+METRICS = ("finetune_top1", "probe_best_top1", "probe_last_top1")
+
+
+def source_block(name: str, like: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+    """``configs/<name>.py``'s source block, with ``like``'s number of classes."""
+    try:
+        module = importlib.import_module(f"configs.{name}")
+    except ImportError:
+        raise ConfigError(f"sweep.grid: no source config configs/{name}.py") from None
+    try:
+        c = module.get_config("mini")
+    except TypeError:  # a config without a size argument (configs/onepfrac.py)
+        c = module.get_config()
+    block = ml_collections.ConfigDict(c.source.to_dict())
+    block.num_classes = like.num_classes
+    return block
+
+
+def point_config(pre: ml_collections.ConfigDict, field: str, value, seed: int):
+    """The pre-training config of one point of the sweep."""
+    c = ml_collections.ConfigDict(pre.to_dict())
+    if field == "source":
+        c.source = source_block(value, pre.source)
+    else:
+        c = config_utils.with_field(c, field, value)
+    if field != "seed":
+        c.seed = seed
+    return c
+
+
+def point_name(field: str, value, seed: int) -> str:
+    shown = f"{value:g}" if isinstance(value, float) else str(value)
+    return f"{field.split('.')[-1]}={shown}_seed{seed}"
+
+
+def evaluate(name, model, params, init, data, cfg, pre, point_dir) -> dict:
+    """Probes and fine-tuning of one model; their metrics and wall times."""
+    t0 = time.perf_counter()
+    probes = ft_lib.linear_probe(model, params, data)
+    t_probe = time.perf_counter() - t0
+    run = ft_lib.finetune(cfg.finetune, pre, init, os.path.join(point_dir, "finetune"), data=data)
+    best = max(probes, key=lambda k: probes[k]["accuracy"])
+    row = {
+        "finetune_top1": run["test_accuracy"],
+        "probe_last_top1": probes["pre_logits"]["accuracy"],
+        "probe_best_top1": probes[best]["accuracy"],
+        "probe_best_layer": best,
+        "probe_seconds": t_probe,
+        "finetune_seconds": time.perf_counter() - t0 - t_probe,
+    }
+    row.update({f"probe_{k}": v["accuracy"] for k, v in probes.items()})
+    print(
+        f"{name}: fine-tune {row['finetune_top1']:.1%}, probe last {row['probe_last_top1']:.1%}"
+        f", best {row['probe_best_top1']:.1%} ({best})",
+        flush=True,
+    )
+    return row
+
+
+def run_point(cfg, field, value, seed, data, workdir) -> dict:
+    """Pre-train (or not: ``value is None`` is the random init) and evaluate one point."""
+    t0 = time.perf_counter()
+    name = point_name(field, value, seed) if value is not None else f"random_init_seed{seed}"
+    point_dir = os.path.join(workdir, name)
+    path = os.path.join(point_dir, "result.json")
+    if os.path.exists(path):
+        with open(path) as f:
+            print(f"{name}: done earlier, skipped", flush=True)
+            return json.load(f)
+    print(f"\n=== {name}", flush=True)
+    if value is None:
+        pre = ml_collections.ConfigDict(cfg.pretrain.to_dict())
+        pre.seed = seed
+        model, params = ft_lib.random_init(pre, seed=1000 + seed)
+        row = {"init": "random", "value": "", "pretrain_seconds": 0.0}
+        init = None
+    else:
+        pre = point_config(cfg.pretrain, field, value, seed)
+        s = train.train_and_evaluate(pre, os.path.join(point_dir, "pretrain"))
+        pre, model, params = train.load_pretrained(os.path.join(point_dir, "pretrain"))
+        row = {
+            "init": "pretrained",
+            "value": value,
+            "pretrain_first_loss": s.get("first_loss"),
+            "pretrain_last_loss": s.get("last_loss"),
+            "pretrain_top1": s.get("eval_accuracy"),
+            "pretrain_seconds": time.perf_counter() - t0,
+        }
+        init = params
+    row.update(field=field, seed=seed, point=name)
+    row.update(evaluate(name, model, params, init, data, cfg, pre, point_dir))
+    row["total_seconds"] = time.perf_counter() - t0
+    os.makedirs(point_dir, exist_ok=True)
+    with open(path + ".tmp", "w") as f:
+        json.dump(row, f, indent=2)
+    os.replace(path + ".tmp", path)  # a point counts as done only once written whole
+    return row
+
+
+def write_csv(rows: list[dict], path: str) -> None:
+    first = ["point", "field", "value", "seed", "init"]
+    rest = sorted({k for r in rows for k in r} - set(first))
+    with open(path, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=first + rest)
+        w.writeheader()
+        w.writerows(rows)
+
+
+def _is_numeric(values) -> bool:
+    return all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values)
+
+
+def plot(rows: list[dict], field: str, workdir: str, log_x: bool, title: str) -> None:
+    """accuracy.png, loss.png and probe.png of a sweep."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    pre = [r for r in rows if r["init"] == "pretrained"]
+    rand = [r for r in rows if r["init"] == "random"]
+    values = list(dict.fromkeys(r["value"] for r in pre))
+    numeric = _is_numeric(values)
+    xs = values if numeric else list(range(len(values)))
+    fig, ax = plt.subplots(figsize=(6.5, 4))
+    for metric, color in zip(METRICS, ("C0", "C1", "C2")):
+        per = [[100 * r[metric] for r in pre if r["value"] == v] for v in values]
+        mean = [np.mean(p) for p in per]
+        lo = [m - min(p) for m, p in zip(mean, per)]
+        hi = [max(p) - m for m, p in zip(mean, per)]
+        label = metric.replace("_top1", "").replace("_", " ")
+        ax.errorbar(xs, mean, yerr=[lo, hi], fmt="o-", color=color, capsize=3, label=label)
+        if rand:
+            ax.axhline(np.mean([100 * r[metric] for r in rand]), color=color, ls="--", lw=1)
+    if numeric and log_x:
+        ax.set_xscale("log")
+    if not numeric:
+        ax.set_xticks(xs, [str(v) for v in values])
+    ax.set_xlabel(field + ("  (dashed: random init)" if rand else ""))
+    ax.set_ylabel("test top-1 (%)")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(os.path.join(workdir, "accuracy.png"), dpi=120)
+    plt.close(fig)
+
+    fig, ax = plt.subplots(figsize=(6.5, 4))
+    for r in pre:
+        log = os.path.join(workdir, r["point"], "pretrain", "metrics.jsonl")
+        if os.path.exists(log):
+            m = read_jsonl(log)
+            ax.plot([x["step"] for x in m], [x["loss"] for x in m], label=r["point"])
+    ax.set_xlabel("pre-training step")
+    ax.set_ylabel("LPCE (train, augmented)")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(os.path.join(workdir, "loss.png"), dpi=120)
+    plt.close(fig)
+
+    layers = {
+        r["point"]: {k[len("probe_") :]: {"accuracy": v} for k, v in r.items() if _is_layer(k)}
+        for r in rows
+    }
+    ft_lib.plot_probe(layers, os.path.join(workdir, "probe.png"), f"{title}: probes per layer")
+
+
+def _is_layer(key: str) -> bool:
+    return key.startswith("probe_") and (key.startswith("probe_block") or key == "probe_pre_logits")
+
+
+def summary_table(rows: list[dict]) -> str:
+    """Mean and spread (min-max over seeds) of each metric, one line per value."""
+    groups: dict = {}
+    for r in rows:
+        groups.setdefault("random init" if r["init"] == "random" else r["value"], []).append(r)
+    lines = [f"{'value':<12}{'seeds':>6}{'pretrain':>10}" + "".join(f"{m:>22}" for m in METRICS)]
+    for v, rs in groups.items():
+        cells = ""
+        for m in METRICS:
+            a = [100 * r[m] for r in rs]
+            cells += f"{np.mean(a):>14.1f} ({min(a):.1f}-{max(a):.1f})"
+        top = [r.get("pretrain_top1") for r in rs if r.get("pretrain_top1") is not None]
+        pre = f"{100 * np.mean(top):.1f}" if top else "-"
+        shown = f"{v:g}" if isinstance(v, float) else str(v)
+        lines.append(f"{shown:<12}{len(rs):>6}{pre:>10}{cells}")
+    return "\n".join(lines)
+
+
+def main(argv) -> None:
+    del argv
+    cfg = _CONFIG.value
+    sw = cfg.sweep
+    workdir = _WORKDIR.value or sw.workdir
+    field, values, seeds = sw.field, list(sw.grid), list(sw.seeds)
+    if not values or not seeds:
+        raise ConfigError("sweep.grid and sweep.seeds: need at least one value each")
+    for v in values:  # check every point's config before any training
+        if field == "source":
+            source_block(v, cfg.pretrain.source)
+        else:
+            config_utils.with_field(cfg.pretrain, field, v)
+    t0 = time.perf_counter()
+    train.prepare_workdir(workdir, cfg)
+    pre = cfg.pretrain
+    data = ft_lib.load_downstream(
+        cfg.finetune, pre.render.image_size, pre.render.channels, cfg.finetune.probe_train_limit
+    )
+    points = [(v, s) for s in seeds for v in values]
+    if sw.random_init:
+        points += [(None, s) for s in seeds]
+    print(
+        f"sweep {field} over {values} x seeds {seeds}"
+        f"{' + random init' if sw.random_init else ''}: {len(points)} points; downstream "
+        f"{cfg.finetune.downstream.dataset} ({len(data[0][1])} probe train / "
+        f"{len(data[1][1])} test images); workdir {workdir}",
+        flush=True,
+    )
+    rows = []
+    for i, (value, seed) in enumerate(points):
+        rows.append(run_point(cfg, field, value, seed, data, workdir))
+        write_csv(rows, os.path.join(workdir, "results.csv"))
+        elapsed = time.perf_counter() - t0
+        print(f"[{i + 1}/{len(points)} points, {format_duration(elapsed)} elapsed]", flush=True)
+    title = f"{field} sweep, {cfg.finetune.downstream.dataset}"
+    plot(rows, field, workdir, sw.log_x and _is_numeric(values), title)
+    total = sum(r["total_seconds"] for r in rows)
+    print(f"\n{title} (test top-1 %, mean (min-max) over seeds):\n{summary_table(rows)}")
+    print(
+        f"\ncompute in these points: {format_duration(total)}; this invocation "
+        f"{format_duration(time.perf_counter() - t0)}. Outputs: {workdir}/results.csv, "
+        "accuracy.png, loss.png, probe.png"
+    )
+
+
+if __name__ == "__main__":
+    cli.run(main)
