@@ -30,44 +30,48 @@ FLAGS = [f"--config.{k}={v}" for k, v in TINY.items()]
 
 
 def test_sweep_writes_results_and_resumes(run, tmp_path):
-    args = ["experiments.sweep", f"--workdir={tmp_path}", "--config.sweep.grid=(0.01, 0.5)"]
-    res = run(*args, *FLAGS)
+    args = ["experiments.sweep", f"--workdir={tmp_path}", "--config.sweep.grid=(0.5,)", *FLAGS]
+    res = run(*args)
     assert res.returncode == 0, res.stderr[-3000:]
     with open(tmp_path / "results.csv") as f:
         rows = list(csv.DictReader(f))
-    assert [r["point"] for r in rows] == [
-        "delta=0.01_seed0",
-        "delta=0.5_seed0",
-        "random_init_seed0",
-    ]
+    assert [r["point"] for r in rows] == ["delta=0.5_seed0", "random_init_seed0"]
     for r in rows:
         for m in ("finetune_top1", "probe_best_top1", "probe_last_top1", "probe_block0"):
             assert 0.0 <= float(r[m]) <= 1.0, (m, r[m])
         assert float(r["total_seconds"]) > 0
     assert rows[0]["init"] == "pretrained" and np.isfinite(float(rows[0]["pretrain_last_loss"]))
-    assert rows[2]["init"] == "random" and rows[2]["pretrain_top1"] == ""
+    assert rows[1]["init"] == "random" and rows[1]["pretrain_top1"] == ""
     for name in ("accuracy.png", "loss.png", "probe.png"):
         assert (tmp_path / name).stat().st_size > 1000
     assert "random init" in res.stdout
-    # Rerun with one more value: the finished points are skipped, the new one runs.
-    res = run(*args[:2], "--config.sweep.grid=(0.01, 0.5, 0.1)", *FLAGS)
+    # A rerun skips the finished points and rewrites the same table.
+    before = (tmp_path / "results.csv").read_text()
+    res = run(*args)
     assert res.returncode == 0, res.stderr[-3000:]
-    assert res.stdout.count("done earlier, skipped") == 3
-    with open(tmp_path / "results.csv") as f:
-        assert len(list(csv.DictReader(f))) == 4
+    assert res.stdout.count("done earlier, skipped") == 2
+    assert (tmp_path / "results.csv").read_text() == before
 
 
-def test_source_sweep_and_bad_field(run, tmp_path):
-    res = run(
-        "experiments.sweep",
-        f"--workdir={tmp_path}",
-        "--config.sweep.field=source",
-        "--config.sweep.grid=('ofdb',)",
-        "--config.sweep.random_init=False",
-        *FLAGS,
-    )
-    assert res.returncode == 0, res.stderr[-3000:]
-    assert "source=ofdb_seed0" in (tmp_path / "results.csv").read_text()
-    res = run("experiments.sweep", f"--workdir={tmp_path}/b", "--config.sweep.field=source.nope")
-    assert res.returncode == 2 and "source.nope" in res.stderr
-    assert len(res.stderr.strip().splitlines()) == 1
+def test_point_configs():
+    from configs import sweep_delta_mini
+    from experiments import sweep
+
+    pre = sweep_delta_mini.get_config().pretrain
+    c = sweep.point_config(pre, "source", "fractaldb", seed=3)
+    assert c.source.name == "fractaldb" and c.source.num_classes == 1000 and c.seed == 3
+    assert c.model.variant == pre.model.variant and c.total_steps == pre.total_steps
+    c = sweep.point_config(pre, "source.delta", 0.01, seed=1)
+    assert c.source.delta == 0.01 and c.seed == 1 and pre.source.delta == 0.1
+    assert sweep.point_name("source.delta", 0.01, 1) == "delta=0.01_seed1"
+
+
+def test_bad_sweep_field_or_source_is_one_line_exit_2(run, tmp_path):
+    for args, needle in [
+        (["--config.sweep.field=source.nope"], "source.nope"),
+        (["--config.sweep.field=source", "--config.sweep.grid=('nope',)"], "configs/nope.py"),
+    ]:
+        res = run("experiments.sweep", f"--workdir={tmp_path}/b", *args)
+        assert res.returncode == 2 and needle in res.stderr, res.stderr[-2000:]
+        assert len(res.stderr.strip().splitlines()) == 1
+        assert not (tmp_path / "b").exists()  # nothing written for a bad sweep
