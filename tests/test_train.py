@@ -1,4 +1,3 @@
-import importlib
 import json
 import os
 
@@ -7,7 +6,7 @@ import numpy as np
 import optax
 import pytest
 
-from configs import onepfrac_mini
+from configs import fractaldb, onepfrac_mini, real_image
 from fractaljax import augment, sharding, sources, train
 from fractaljax.checkpoint import Checkpoints
 from fractaljax.ifs import ConfigError
@@ -210,21 +209,19 @@ def test_corrupt_checkpoint_is_an_error_exit_2(run, tmp_path):
     assert meta.exists()  # left for the user to inspect
 
 
-# OFDB's images come from FractalDB's search and are looked up: covered by test_sources.
-@pytest.mark.parametrize("name", ["fractaldb", "real_image"])
-def test_other_sources_pretrain(tmp_path, name):
-    module = importlib.import_module(f"configs.{name}")
-    c = module.get_config("mini")
+# The other sources differ from 1p-frac only in what batch() draws (tested in
+# test_sources.py); FractalDB also caches its category search in the workdir.
+def test_fractaldb_pretrains_and_caches_its_categories_in_the_workdir(tmp_path):
+    c = fractaldb.get_config("mini")
     c.update_from_flattened_dict({**TINY, "source.num_classes": 8, "total_steps": 6})
     summary = train.train_and_evaluate(c, str(tmp_path))
     assert summary["steps"] == 6 and np.isfinite(summary["last_loss"])
-    assert json.loads((tmp_path / "config.json").read_text())["source"]["name"] == name
-    if name != "real_image":  # the category search is cached in the workdir
-        assert any(f.startswith("ifs_categories_") for f in os.listdir(tmp_path))
+    assert json.loads((tmp_path / "config.json").read_text())["source"]["name"] == "fractaldb"
+    assert any(f.startswith("ifs_categories_") for f in os.listdir(tmp_path))
 
 
 def test_bad_source_config_writes_no_config_json(tmp_path):
-    c = importlib.import_module("configs.real_image").get_config("mini")
+    c = real_image.get_config("mini")
     c.update_from_flattened_dict({**TINY, "source.perturbation": "shear"})
     with pytest.raises(ConfigError, match="source.perturbation"):
         train.train_and_evaluate(c, str(tmp_path))
