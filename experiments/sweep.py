@@ -178,14 +178,8 @@ def plot(rows: list[dict], field: str, workdir: str, log_x: bool, title: str) ->
         ax.set_xscale("log")
     if not numeric:
         ax.set_xticks(xs, [str(v) for v in values])
-    ax.set_xlabel(field + ("  (dashed: random init)" if rand else ""))
-    ax.set_ylabel("test top-1 (%)")
-    ax.set_title(title)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(os.path.join(workdir, "accuracy.png"), dpi=120)
-    plt.close(fig)
+    xlabel = field + ("  (dashed: random init)" if rand else "")
+    _save(fig, ax, xlabel, "test top-1 (%)", title, os.path.join(workdir, "accuracy.png"))
 
     fig, ax = plt.subplots(figsize=(6.5, 4))
     for r in pre:
@@ -193,20 +187,27 @@ def plot(rows: list[dict], field: str, workdir: str, log_x: bool, title: str) ->
         if os.path.exists(log):
             m = read_jsonl(log)
             ax.plot([x["step"] for x in m], [x["loss"] for x in m], label=r["point"])
-    ax.set_xlabel("pre-training step")
-    ax.set_ylabel("LPCE (train, augmented)")
-    ax.set_title(title)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(os.path.join(workdir, "loss.png"), dpi=120)
-    plt.close(fig)
+    path = os.path.join(workdir, "loss.png")
+    _save(fig, ax, "pre-training step", "LPCE (train, augmented)", title, path)
 
     layers = {
         r["point"]: {k[len("probe_") :]: {"accuracy": v} for k, v in r.items() if _is_layer(k)}
         for r in rows
     }
     ft_lib.plot_probe(layers, os.path.join(workdir, "probe.png"), f"{title}: probes per layer")
+
+
+def _save(fig, ax, xlabel: str, ylabel: str, title: str, path: str) -> None:
+    import matplotlib.pyplot as plt
+
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
 
 
 def _is_layer(key: str) -> bool:
