@@ -219,12 +219,12 @@ def summary_table(rows: list[dict]) -> str:
     groups: dict = {}
     for r in rows:
         groups.setdefault("random init" if r["init"] == "random" else r["value"], []).append(r)
-    lines = [f"{'value':<12}{'seeds':>6}{'pretrain':>10}" + "".join(f"{m:>22}" for m in METRICS)]
+    lines = [f"{'value':<12}{'seeds':>6}{'pretrain':>10}" + "".join(f"{m:>24}" for m in METRICS)]
     for v, rs in groups.items():
         cells = ""
         for m in METRICS:
             a = [100 * r[m] for r in rs]
-            cells += f"{np.mean(a):>14.1f} ({min(a):.1f}-{max(a):.1f})"
+            cells += f"{f'{np.mean(a):.1f} ({min(a):.1f}-{max(a):.1f})':>24}"
         top = [r.get("pretrain_top1") for r in rs if r.get("pretrain_top1") is not None]
         pre = f"{100 * np.mean(top):.1f}" if top else "-"
         shown = f"{v:g}" if isinstance(v, float) else str(v)
