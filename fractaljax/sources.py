@@ -360,7 +360,11 @@ def make(config: ml_collections.ConfigDict, cache_dir: str | None = None) -> Sou
         raise ConfigError(f"source.name={name!r}: unknown; choose one of {sorted(SOURCES)}")
     try:
         return SOURCES[name](config, cache_dir)
-    except AttributeError as e:  # a field this source needs is missing from config.source
+    except (AttributeError, KeyError) as e:
+        # A missing config field: ml_collections raises KeyError, or AttributeError(KeyError)
+        # for attribute access. Any other AttributeError is a bug and keeps its traceback.
+        if isinstance(e, AttributeError) and not (e.args and isinstance(e.args[0], KeyError)):
+            raise
         raise ConfigError(
             f"source.name={name!r}: config.source lacks a field ({e}); start from configs/{name}.py"
         ) from None
