@@ -28,7 +28,7 @@ _NUM_SHOWN = flags.DEFINE_integer("num_shown", 8, "Classes shown per row.")
 _INDIVIDUAL = flags.DEFINE_bool("individual", False, "Also write every image as its own PNG.")
 _SEED = flags.DEFINE_integer("render_seed", 0, "Key for the walks and patch masks.")
 
-LABEL_WIDTH = 110  # pixels of row-label strip on the left of the grid
+LABEL_WIDTH = 160  # pixels of row-label strip on the left of the grid
 
 
 def to_uint8(img: np.ndarray) -> np.ndarray:
