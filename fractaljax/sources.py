@@ -234,10 +234,10 @@ def make_fractaldb(config: ml_collections.ConfigDict, cache_dir: str | None = No
     """
     src = config.source
     spec = render_spec(config)
-    systems, _ = search_categories(config, spec, cache_dir)
     weights = jnp.asarray(tuple(src.weights), jnp.float32)
-    if weights.ndim != 1 or not bool(jnp.all(weights > 0)):
+    if weights.ndim != 1 or weights.size == 0 or not bool(jnp.all(weights > 0)):
         raise ConfigError(f"source.weights={src.weights}: must be a list of positive numbers")
+    systems, _ = search_categories(config, spec, cache_dir)
     nw = weights.shape[0]
     valid = systems.probs > 0
 

@@ -104,6 +104,9 @@ def test_ofdb_gives_one_fixed_image_per_category(tmp_path):
 def test_fractaldb_search_that_cannot_succeed_is_a_config_error():
     with pytest.raises(ConfigError, match="source.min_fill"):
         sources.make(small(fractaldb, **{"source.min_fill": 0.99}))
+    for bad in [(), (0.9, -1.0)]:
+        with pytest.raises(ConfigError, match="source.weights"):
+            sources.make(small(fractaldb, **{"source.weights": bad}))
 
 
 def _square_png(path, size=64):
