@@ -75,12 +75,12 @@ def point_name(field: str, value, seed: int) -> str:
     return f"{field.split('.')[-1]}={shown}_seed{seed}"
 
 
-def evaluate(name, model, params, init, data, cfg, pre, point_dir) -> dict:
-    """Probes and fine-tuning of one model; their metrics and wall times."""
+def evaluate(name, model, params, init, data, ft, pre, point_dir) -> dict:
+    """Probes and fine-tuning (config ``ft``) of one model; their metrics and wall times."""
     t0 = time.perf_counter()
     probes = ft_lib.linear_probe(model, params, data)
     t_probe = time.perf_counter() - t0
-    run = ft_lib.finetune(cfg.finetune, pre, init, os.path.join(point_dir, "finetune"), data=data)
+    run = ft_lib.finetune(ft, pre, init, os.path.join(point_dir, "finetune"), data=data)
     best = max(probes, key=lambda k: probes[k]["accuracy"])
     row = {
         "finetune_top1": run["test_accuracy"],
@@ -130,7 +130,11 @@ def run_point(cfg, field, value, seed, data, workdir) -> dict:
         }
         init = params
     row.update(field=field, seed=seed, point=name)
-    row.update(evaluate(name, model, params, init, data, cfg, pre, point_dir))
+    # The labelled subset is the same for every point (paired comparisons); the seed moves
+    # the fine-tuning's batches and augmentation.
+    ft = ml_collections.ConfigDict(cfg.finetune.to_dict())
+    ft.seed = seed
+    row.update(evaluate(name, model, params, init, data, ft, pre, point_dir))
     row["total_seconds"] = time.perf_counter() - t0
     os.makedirs(point_dir, exist_ok=True)
     with open(path + ".tmp", "w") as f:
