@@ -71,12 +71,13 @@ def map_probs(maps: jax.Array, valid: jax.Array | None = None) -> jax.Array:
 def check_sigma(sigma: float, n_maps: int, field: str = "source.sigma") -> None:
     """Raise :class:`ConfigError` unless the sigma-factor sampler can satisfy ``sigma``.
 
-    The target a ~ U(sigma - 0.1, sigma + 0.1) must lie in (0, 3N]: each map contributes
-    s1 + 2 s2 <= 3 with singular values in [0, 1].
+    The target a ~ U(sigma - 0.1, sigma + 0.1) must be positive, and at most 3N (each map
+    contributes s1 + 2 s2 <= 3 with singular values in [0, 1]); the sampler clips a to 3N, so
+    sigma = 3N (the paper's sigma = 6.0 with N = 2) draws near-isometric maps.
     """
     if n_maps < 1:
         raise ConfigError(f"source.n_maps={n_maps}: must be >= 1")
-    lo, hi = SIGMA_HALF_WIDTH, 3 * n_maps - SIGMA_HALF_WIDTH
+    lo, hi = SIGMA_HALF_WIDTH, 3 * n_maps
     if not lo < sigma <= hi:
         raise ConfigError(
             f"{field}={sigma}: with n_maps={n_maps} it must be in ({lo:g}, {hi:g}] "

@@ -79,7 +79,15 @@ def test_delta_zero_gives_identical_classes():
     np.testing.assert_array_equal(np.asarray(classes.maps), np.broadcast_to(base.maps, (4, 2, 6)))
 
 
-@pytest.mark.parametrize("sigma,n_maps", [(0.05, 2), (6.0, 2), (-1.0, 2), (3.0, 1), (1.0, 0)])
+@pytest.mark.parametrize("sigma,n_maps", [(0.05, 2), (6.1, 2), (-1.0, 2), (3.1, 1), (1.0, 0)])
 def test_check_sigma_rejects(sigma, n_maps):
     with pytest.raises(ifs_lib.ConfigError, match="source"):
         ifs_lib.check_sigma(sigma, n_maps)
+
+
+def test_sigma_at_its_maximum_gives_near_isometries():
+    ifs_lib.check_sigma(6.0, 2)  # the paper's largest sigma for N = 2
+    base = ifs_lib.sample_sigma_factor(jax.random.key(0), 2, 6.0)
+    svs = np.linalg.svd(np.asarray(base.maps[:, :4]).reshape(2, 2, 2), compute_uv=False)
+    assert np.all(np.isfinite(svs)) and svs.sum() + svs[:, 1].sum() >= 5.9 - 1e-4
+    assert svs.max() <= 1.0 + 1e-5
