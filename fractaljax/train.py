@@ -124,10 +124,14 @@ def prepare_workdir(workdir: str, config: ml_collections.ConfigDict | None = Non
         raise UserError(
             f"--workdir={workdir}: not writable ({e.strerror}); pick a directory you can write"
         ) from None
+    if config is not None:
+        record_config(workdir, config)
+
+
+def record_config(workdir: str, config: ml_collections.ConfigDict) -> None:
+    """Write ``WORKDIR/config.json``; a resumed run keeps the config it started with."""
     path = os.path.join(workdir, "config.json")
-    if config is not None and not os.path.exists(
-        path
-    ):  # a resumed run keeps the config it started with
+    if not os.path.exists(path):
         with open(path, "w") as f:
             f.write(config.to_json_best_effort(indent=2))
 
@@ -260,7 +264,7 @@ def train_and_evaluate(
     model = make_model(config, source.num_classes)
     schedule = learning_rate(config)
     tx = make_optimizer(config, schedule)
-    prepare_workdir(workdir, config)  # only once the config has passed every check
+    record_config(workdir, config)  # only once the config has passed every check
 
     state = init_state(config, model, tx, mesh)
     ckpt = Checkpoints(workdir, keep=config.keep_checkpoints)
