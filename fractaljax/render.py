@@ -1,18 +1,30 @@
 """Chaos-game fractal renderer in pure JAX, vmapped over a batch of IFS.
 
-One image = ``walkers * steps`` points (the paper draws 100k): instead of one sequential
-100k-step walk, ``walkers`` short walks run in parallel for ``steps`` steps each after
-``burn_in`` unrecorded steps. Points are rescaled to the canvas by the min/max of the walk
-(with a pad), counted into a pixel grid by a scatter-add, and optionally dilated by random
-3x3 patches. Everything is static-shaped and runs inside ``jit`` on CPU, GPU and TPU.
+By default an image is drawn as the official 1p-frac / FractalDB generator draws it
+(``1p-frac_generater/src/ifs_function.py``): a 512 px canvas, the points rescaled by the
+walk's min/max (``floor(pad + t * (size - 2 pad))``, pad 6), and every point pasted as a 3x3
+patch (offset +1, +1 from the point) whose cells are a random non-empty 9-bit mask times gray
+127, the zero cells pasted too, so in walk order the last point covering a pixel decides
+it (``patch='paste'``): a speckled texture. The image is flipped top-bottom at the end.
+
+Points: ``walkers * steps`` (the paper: 100k). Instead of one sequential 100k-step walk,
+``walkers`` short walks run in parallel. With ``walk_start='attractor'`` (default) walker 0
+*is* the official walk's beginning: it starts at (0, 0), that point included, and records
+from its first step, so the origin and the transient towards the attractor are in the image
+and in the rescale box, as in the official image; walkers 1.. start at the system's
+invariant measure's mean (inside the attractor's convex hull) and run ``burn_in`` unrecorded
+steps to spread over the attractor. With ``walkers=1, burn_in=0`` the walk is the official one.
+
+Options kept for comparison (``RenderSpec``): ``patch='union'`` (one random mask per lit
+pixel, the masks OR-ed: near-solid strokes), ``patch='none'`` (one pixel per point),
+``walk_start='origin'`` (every walker from (0, 0) after ``burn_in`` unrecorded steps).
 
 Randomness: the map choices come from uniforms drawn with the key's ``walk`` stream. With
-``shared_walk=True`` (the default, as in 1p-frac, whose official generator uses one fixed
-seed for every class) all images of a batch share one map-choice sequence, so two classes
-differ only in their parameters, and the uniforms are drawn once per batch instead of once
-per image. The patch masks use a per-image 32-bit seed and an integer hash of the pixel
-index: nine Bernoulli draws per pixel from the default PRNG cost more than the rest of the
-renderer on a CPU, and the masks need no cryptographic quality.
+``shared_walk=True`` (the default, as the official generator's fixed ``np.random.seed(100)``)
+all images of a batch share one map-choice sequence, so two classes differ only in their
+parameters. The patch masks are an integer hash of (a per-image 32-bit seed, the point
+index): Bernoulli draws from the default PRNG cost more than the rest of the renderer on a
+CPU, and the masks need no cryptographic quality.
 """
 
 from __future__ import annotations
@@ -24,7 +36,8 @@ import jax.numpy as jnp
 
 from fractaljax.ifs import IFS, ConfigError
 
-PATCH_MODES = ("none", "pixel")
+PATCH_MODES = ("paste", "union", "none")
+WALK_STARTS = ("attractor", "origin")
 BACKGROUNDS = ("black", "random")
 # Points are kept within +-_BIG so that diverging (non-contractive) systems stay finite.
 _BIG = 1e30
@@ -35,15 +48,17 @@ class RenderSpec:
     """Static rendering options (hashable, so a spec can be a ``jit`` static argument).
 
     Attributes:
-      image_size: square canvas side H = W in pixels.
+      image_size: square canvas side H = W in pixels (the official canvas: 512).
       walkers: parallel chaos-game walks per image.
       steps: recorded steps per walker; points per image = walkers * steps.
-      burn_in: unrecorded steps per walker from the start point (0, 0).
-      pad: margin in pixels between the fractal's bounding box and the canvas edge.
-      patch: ``'pixel'``: every lit pixel is drawn as a 3x3 patch with its own random
-        non-empty 9-bit mask (the paper draws a random patch per point; a pixel hit by
-        several points gets the union of their masks there, one mask here);
-        ``'none'``: one pixel per point.
+      burn_in: unrecorded steps of walkers 1.. (of every walker with ``walk_start='origin'``).
+      pad: the official rescale margin: points span ``[pad, size - pad]`` (official: 6).
+      patch: ``'paste'``: each point pastes a 3x3 patch of a random non-empty 9-bit mask,
+        zero cells included, the last point in walk order wins (official); ``'union'``: each
+        lit pixel gets one random mask and the masks are OR-ed; ``'none'``: one pixel per
+        point.
+      walk_start: ``'attractor'`` (walker 0 from the origin as the official walk, the others
+        from a point of the attractor) or ``'origin'`` (all from the origin, burn-in).
       color: False: gray level ``gray_level`` on black (the paper); True: each image gets a
         random linear colour gradient over the canvas.
       channels: 1 or 3 output channels (colour needs 3).
@@ -54,12 +69,13 @@ class RenderSpec:
         cannot rely on "black = background" (as the catalys1/fractal-pretraining option).
     """
 
-    image_size: int = 224
+    image_size: int = 512
     walkers: int = 1000
     steps: int = 100
     burn_in: int = 20
-    pad: int = 3
-    patch: str = "pixel"
+    pad: int = 6
+    patch: str = "paste"
+    walk_start: str = "attractor"
     color: bool = False
     channels: int = 3
     gray_level: float = 127.0 / 255.0
@@ -84,6 +100,10 @@ class RenderSpec:
             )
         if self.patch not in PATCH_MODES:
             raise ConfigError(f"{prefix}.patch={self.patch!r}: must be one of {PATCH_MODES}")
+        if self.walk_start not in WALK_STARTS:
+            raise ConfigError(
+                f"{prefix}.walk_start={self.walk_start!r}: must be one of {WALK_STARTS}"
+            )
         if self.channels not in (1, 3):
             raise ConfigError(f"{prefix}.channels={self.channels}: must be 1 or 3")
         if self.color and self.channels != 3:
@@ -100,8 +120,9 @@ class RenderSpec:
 def _thresholds(probs: jax.Array) -> jax.Array:
     """``float32[N] -> float32[N]``: map k is chosen when u > thr[k] (the last such k wins).
 
-    thr[k] is the cumulative probability of the maps before k; maps with probability 0 get
-    +inf so that they are never chosen, whatever rounding does to the cumulative sum.
+    thr[k] is the cumulative probability of the maps before k, so this is the official rule
+    "the first map j with u <= cumsum[j]". Maps with probability 0 get +inf so that they are
+    never chosen, whatever rounding does to the cumulative sum.
     """
     thr = jnp.cumsum(probs) - probs
     return jnp.where(probs > 0, thr, jnp.inf)
@@ -111,7 +132,33 @@ def _sanitize_maps(maps: jax.Array) -> jax.Array:
     return jnp.clip(jnp.nan_to_num(maps, nan=0.0), -_BIG, _BIG)
 
 
-def walk(ifs: IFS, u: jax.Array, burn_in: int) -> tuple[jax.Array, jax.Array]:
+def invariant_mean(maps: jax.Array, probs: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """The mean m of each system's invariant measure, m = sum_k p_k (A_k m + t_k), i.e.
+    m = (I - sum_k p_k A_k)^-1 sum_k p_k t_k.
+
+    It lies in the convex hull of the attractor, which every map sends into itself, so walks
+    started there never leave the attractor's bounding box; from its centre they spread over
+    the attractor during the burn-in. (A fixed point of one map, also on the attractor, is
+    an extreme point that a long walk rarely visits: 1000 walkers started there widened the
+    box of slowly contracting sigma-5 systems by up to 40%.)
+
+    Args:
+      maps: ``float32[B, N, 6]``; probs: ``float32[B, N]``.
+
+    Returns:
+      ``(x_B, y_B)``; the origin where the mean is not finite.
+    """
+    a, b, c, d, e, f = (jnp.sum(probs * maps[..., j], -1) for j in range(6))
+    den = (1 - a) * (1 - d) - b * c
+    safe = jnp.where(jnp.abs(den) > 1e-6, den, 1.0)
+    x, y = ((1 - d) * e + b * f) / safe, (c * e + (1 - a) * f) / safe
+    ok = (jnp.abs(den) > 1e-6) & jnp.isfinite(x) & jnp.isfinite(y)
+    return jnp.where(ok, x, 0.0), jnp.where(ok, y, 0.0)
+
+
+def walk(
+    ifs: IFS, u: jax.Array, burn_in: int, start: str = "attractor"
+) -> tuple[jax.Array, jax.Array]:
     """Chaos game of a batch of IFS, ``W`` walks per system in parallel.
 
     Args:
@@ -119,14 +166,17 @@ def walk(ifs: IFS, u: jax.Array, burn_in: int) -> tuple[jax.Array, jax.Array]:
       u: uniforms in [0, 1) that choose the maps: ``float32[burn_in + T, W]`` shared by all
         systems, or ``float32[burn_in + T, B, W]`` per system.
       burn_in: number of leading steps of ``u`` whose points are not recorded.
+      start: ``'attractor'``: walker 0 starts at (0, 0) and records from that point on (it
+        does not move during the burn-in), walkers 1.. start at :func:`invariant_mean`;
+        ``'origin'``: all walkers start at (0, 0) and record after the burn-in.
 
     Returns:
-      ``(x_TBW, y_TBW)``, the recorded points. Diverging systems can give inf or NaN;
-      :func:`rasterize` maps those to finite values (fused there into a pass it makes anyway).
+      ``(x_TBW, y_TBW)``, the recorded points in walk order (time-major). Diverging systems
+      can give inf or NaN; :func:`rasterize` maps those to finite values.
     """
     maps = _sanitize_maps(ifs.maps)  # [B, N, 6]
     thr = jax.vmap(_thresholds)(ifs.probs)  # [B, N]
-    n = maps.shape[1]
+    n, w = maps.shape[1], u.shape[-1]
     if u.ndim == 2:
         u = u[:, None, :]  # [S, 1, W]: one sequence, broadcast over the batch
     coef_k = [[maps[:, k, j, None] for j in range(6)] for k in range(n)]  # [B, 1] each
@@ -142,46 +192,105 @@ def walk(ifs: IFS, u: jax.Array, burn_in: int) -> tuple[jax.Array, jax.Array]:
             coef = [jnp.where(pick, new, old) for new, old in zip(coef_k[k], coef)]
         a, b, c, d, e, f = coef
         # No clipping here (it costs a third of the walk): see Returns.
-        xy = (a * x + b * y + e, c * x + d * y + f)
-        return xy, xy
+        return a * x + b * y + e, c * x + d * y + f
 
-    zeros = jnp.zeros((maps.shape[0], u.shape[-1]), jnp.float32)
-    xy, _ = jax.lax.scan(lambda c, u_BW: (step(c, u_BW)[0], None), (zeros, zeros), u[:burn_in])
-    _, (x, y) = jax.lax.scan(step, xy, u[burn_in:])
+    zeros = jnp.zeros((maps.shape[0], w), jnp.float32)
+    if start == "origin":
+        xy, _ = jax.lax.scan(lambda c, u_BW: (step(c, u_BW), None), (zeros, zeros), u[:burn_in])
+        _, (x, y) = jax.lax.scan(lambda c, u_BW: (step(c, u_BW),) * 2, xy, u[burn_in:])
+        return x, y
+    x0, y0 = invariant_mean(maps, ifs.probs)
+    first = jnp.arange(w) == 0  # walker 0: the official walk from the origin
+    xy = (jnp.where(first, 0.0, x0[:, None]), jnp.where(first, 0.0, y0[:, None]))
+
+    def burn(c, u_BW):
+        new = step(c, u_BW)
+        return tuple(jnp.where(first, old, nw) for old, nw in zip(c, new)), None
+
+    xy, _ = jax.lax.scan(burn, xy, u[:burn_in])
+    # Emit the point before the step: walker 0's first point is the origin, as official.
+    _, (x, y) = jax.lax.scan(lambda c, u_BW: (step(c, u_BW), c), xy, u[burn_in:])
     return x, y
 
 
-def rasterize(x: jax.Array, y: jax.Array, size: int, pad: int) -> jax.Array:
-    """Points ``float32[T, B, W]`` (any values, inf and NaN included) to lit pixels
-    ``bool[B, size, size]``.
+# A walk beyond this radius has diverged: a converging sigma-factor system's attractor has a
+# radius of about |t| / (1 - s1) <= ~1.5e3 even for maps that contract by only 0.999.
+DIVERGED_RADIUS = 1e4
 
-    Each image's points are rescaled, each axis independently, so that the walk's bounding
-    box spans ``[pad, size - 1 - pad]``; row 0 is the top (largest y).
+
+def diverges(ifs: IFS, u: jax.Array) -> jax.Array:
+    """Whether each system's sequential walk from the origin leaves ``DIVERGED_RADIUS``.
+
+    The official generator walks 100k steps in one sequence, so a slowly expanding
+    perturbation (a map stretched past 1) has time to run away; the parallel renderer's
+    short walkers may not, so the per-class rejection runs this probe beside the fill test.
+
+    Args:
+      ifs: ``maps: float32[B, N, 6]``, ``probs: float32[B, N]``.
+      u: ``float32[T]`` map-choice uniforms, shared by all systems.
+
+    Returns:
+      ``bool[B]``.
     """
-    b = x.shape[1]
-    span = size - 1 - 2 * pad
+    maps = _sanitize_maps(ifs.maps)
+    thr = jax.vmap(_thresholds)(ifs.probs)
+    n = maps.shape[1]
+
+    def step(carry, u_t):
+        x, y, r = carry
+        k = jnp.sum(u_t > thr[:, 1:], -1) if n > 1 else jnp.zeros(x.shape, jnp.int32)
+        a, b, c, d, e, f = (
+            jnp.take_along_axis(maps[..., j], k[:, None], -1)[:, 0] for j in range(6)
+        )
+        x, y = a * x + b * y + e, c * x + d * y + f
+        # NaN compares false: keep it sticky through jnp.maximum.
+        r = jnp.maximum(
+            r,
+            jnp.where(
+                jnp.isfinite(x) & jnp.isfinite(y), jnp.maximum(jnp.abs(x), jnp.abs(y)), jnp.inf
+            ),
+        )
+        return (x, y, r), None
+
+    zeros = jnp.zeros(maps.shape[0], jnp.float32)
+    (_, _, r), _ = jax.lax.scan(step, (zeros, zeros, zeros), u)
+    return ~(r <= DIVERGED_RADIUS)
+
+
+def rasterize(
+    x: jax.Array, y: jax.Array, size: int, pad: int
+) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """Points ``float32[T, B, W]`` (any values, inf and NaN included) to pixel coordinates.
+
+    The official rescale: each axis independently, ``floor(pad + t * (size - 2 pad))`` with
+    t = (v - min) / (max - min) over the image's walk, then the image flipped top-bottom (row
+    0 is the largest y). A non-finite or zero-width axis (a diverging walk, a point
+    attractor) is drawn in the middle.
+
+    Returns:
+      ``(row, col)``: ``int32[T, B, W]`` in [0, size), and ``finite: bool[B]``, whether every
+      point of the image was finite.
+    """
+    span = size - 2 * pad
 
     def bounds(v):
         lo, hi = v.min((0, 2), keepdims=True), v.max((0, 2), keepdims=True)  # [1, B, 1]
-        # min/max propagate NaN, so finite bounds mean every point is finite. A non-finite
-        # or zero-width axis (a diverging walk, a point attractor) is drawn in the middle.
-        ok = jnp.isfinite(lo) & jnp.isfinite(hi) & (hi > lo)
-        return jnp.where(ok, lo, 0.0), jnp.where(ok, span / jnp.where(ok, hi - lo, 1.0), 0.0)
+        # min/max propagate NaN, so finite bounds mean every point is finite.
+        fin = jnp.isfinite(lo) & jnp.isfinite(hi)
+        ok = fin & (hi > lo)
+        sc = jnp.where(ok, span / jnp.where(ok, hi - lo, 1.0), 0.0)
+        return jnp.where(ok, lo, 0.0), sc, fin
 
     # The barrier stops XLA from fusing the reductions into the per-point pass below, which
     # made it recompute them (4x slower on CPU).
-    (lo_x, sc_x), (lo_y, sc_y) = jax.lax.optimization_barrier((bounds(x), bounds(y)))
+    (lo_x, sc_x, fin_x), (lo_y, sc_y, fin_y) = jax.lax.optimization_barrier((bounds(x), bounds(y)))
 
     def scale(v, lo, sc):
         p = jnp.where(sc > 0, pad + (v - lo) * sc, 0.5 * (size - 1))
-        return jnp.clip(jnp.round(p), 0, size - 1).astype(jnp.int32)
+        return jnp.clip(jnp.floor(p), 0, size - 1).astype(jnp.int32)
 
     col, row = scale(x, lo_x, sc_x), (size - 1) - scale(y, lo_y, sc_y)
-    flat = (jnp.arange(b, dtype=jnp.int32)[:, None] * size + row) * size + col
-    # One flat scatter of "set" over the whole batch: 3-4x faster on CPU than a vmapped
-    # scatter-add of counts, and only occupancy is needed.
-    lit = jnp.zeros(b * size * size, jnp.uint8).at[flat.reshape(-1)].set(1)
-    return lit.reshape(b, size, size).astype(bool)
+    return row, col, (fin_x & fin_y)[0, :, 0]
 
 
 def _hash_u32(x: jax.Array) -> jax.Array:
@@ -193,32 +302,84 @@ def _hash_u32(x: jax.Array) -> jax.Array:
     return x ^ (x >> 16)
 
 
-def patch_masks(seed: jax.Array, size: int) -> jax.Array:
-    """Random non-empty 9-bit masks ``uint32[size, size]`` in [1, 511], one per pixel."""
-    idx = jnp.arange(size * size, dtype=jnp.uint32).reshape(size, size)
-    bits = _hash_u32(idx * jnp.uint32(0x9E3779B9) + seed) >> 23  # top 9 bits: [0, 511]
-    return jnp.where(bits == 0, jnp.uint32(511), bits)
+def masks_of(seed: jax.Array, idx: jax.Array) -> jax.Array:
+    """Random non-empty 9-bit masks, uniform on [1, 511], one per index (``uint32``).
+
+    ``seed`` is a ``uint32`` scalar (or broadcastable); ``idx`` any non-negative int array.
+    Bit ``8 - (3 i + j)`` of a mask is cell (i, j) of the 3x3 patch: the official code reads
+    ``'{:09b}'.format(mask)`` most significant bit first, row by row.
+    """
+    h = _hash_u32(idx.astype(jnp.uint32) * jnp.uint32(0x9E3779B9) + seed)
+    return jnp.uint32(1) + h % jnp.uint32(511)
 
 
-def dilate_patches(lit: jax.Array, masks: jax.Array) -> jax.Array:
-    """Draw every lit pixel as a 3x3 patch with its own mask.
+def last_point_index(row: jax.Array, col: jax.Array, size: int) -> jax.Array:
+    """``int32[B, size, size]``: the walk-order index (t * W + w) of the last point that fell
+    on each pixel, -1 where none did. One flat scatter-max over the whole batch."""
+    t, b, w = row.shape
+    idx = jnp.arange(t * w, dtype=jnp.int32).reshape(t, 1, w)
+    flat = (jnp.arange(b, dtype=jnp.int32)[:, None] * size + row) * size + col
+    last = (
+        jnp.full(b * size * size, -1, jnp.int32)
+        .at[flat.reshape(-1)]
+        .max(jnp.broadcast_to(idx, flat.shape).reshape(-1))
+    )
+    return last.reshape(b, size, size)
+
+
+def _patch_cells(a: jax.Array, fill) -> list[jax.Array]:
+    """The nine views of ``a[..., H, W]`` that put, at each output pixel, the source pixel
+    whose patch cell (i, j) lands there (cell k = 3 i + j, in the official geometry: a point
+    at (r, c) of the flipped image pastes cell (i, j) at (r - 1 - i, c + 1 + j))."""
+    h, w = a.shape[-2:]
+    pads = [(0, 0)] * (a.ndim - 2) + [(0, 3), (3, 0)]
+    p = jnp.pad(a, pads, constant_values=fill)
+    # Output (r, c) reads source (r + 1 + i, c - 1 - j) = padded (r + 1 + i, c + 2 - j).
+    return [p[..., 1 + k // 3 : 1 + k // 3 + h, 2 - k % 3 : 2 - k % 3 + w] for k in range(9)]
+
+
+def paste_patches(last: jax.Array, seeds: jax.Array) -> jax.Array:
+    """Official patches: every point pastes its whole 3x3 mask, zero cells included, in walk
+    order, so at each pixel the covering point with the largest walk index decides.
+
+    Exact: points that share a source pixel cover each output pixel with the same cell, so
+    only the last of them can win there, and the winner of an output pixel is the largest of
+    its nine candidate source pixels' last indices (:func:`last_point_index`).
 
     Args:
-      lit: ``bool[..., H, W]``.
-      masks: ``uint32[..., H, W]``; bit ``3 * (dy + 1) + (dx + 1)`` of a pixel's mask lights
-        the neighbour at offset (dy, dx).
+      last: ``int32[B, H, W]`` from :func:`last_point_index`.
+      seeds: ``uint32[B]`` per-image mask seeds; point i's mask is ``masks_of(seed, i)``.
 
     Returns:
-      ``bool[..., H, W]``.
+      ``bool[B, H, W]``.
+    """
+    masks = jnp.where(last >= 0, masks_of(seeds[:, None, None], jnp.maximum(last, 0)), 0)
+    best = jnp.full(last.shape, -1, jnp.int32)
+    out = jnp.zeros(last.shape, jnp.uint32)
+    # Nine shifted reads of two padded arrays: XLA fuses them into a single pass.
+    for k, (i_k, m_k) in enumerate(zip(_patch_cells(last, -1), _patch_cells(masks, 0))):
+        win = i_k > best
+        best = jnp.where(win, i_k, best)
+        out = jnp.where(win, (m_k >> (8 - k)) & 1, out)
+    return out.astype(bool)
+
+
+def union_patches(lit: jax.Array, seeds: jax.Array) -> jax.Array:
+    """The OR-ed variant: each lit pixel gets one random mask (a hash of its index), and an
+    output pixel is lit when any covering cell's bit is set (near-solid strokes).
+
+    Args:
+      lit: ``bool[B, H, W]`` (a pixel was hit by a point); seeds: ``uint32[B]``.
+
+    Returns:
+      ``bool[B, H, W]``.
     """
     h, w = lit.shape[-2:]
-    pad = [(0, 0)] * (lit.ndim - 2) + [(1, 1), (1, 1)]
-    src = jnp.pad(jnp.where(lit, masks, jnp.uint32(0)), pad)  # [..., H + 2, W + 2]
-    # Nine shifted reads of one padded array: XLA fuses them into a single pass.
+    pix = jnp.arange(h * w, dtype=jnp.uint32).reshape(h, w)
+    masks = jnp.where(lit, masks_of(seeds[:, None, None], pix), 0)
     out = jnp.zeros(lit.shape, jnp.uint32)
-    for k in range(9):
-        dy, dx = k // 3 - 1, k % 3 - 1
-        out = out | ((src[..., 1 - dy : 1 - dy + h, 1 - dx : 1 - dx + w] >> k) & 1)
+    for k, m_k in enumerate(_patch_cells(masks, 0)):
+        out = out | ((m_k >> (8 - k)) & 1)
     return out.astype(bool)
 
 
@@ -241,41 +402,52 @@ def _walk_uniforms(spec: RenderSpec, key: jax.Array) -> jax.Array:
     return jax.random.uniform(key, (spec.burn_in + spec.steps, spec.walkers))
 
 
-def render_with_fill(spec: RenderSpec, ifs: IFS, key: jax.Array) -> tuple[jax.Array, jax.Array]:
+def render_with_fill(
+    spec: RenderSpec, ifs: IFS, key: jax.Array, image_keys: jax.Array | None = None
+) -> tuple[jax.Array, jax.Array]:
     """Render a batch; also return each image's fill rate.
 
     Args:
       spec: rendering options.
       ifs: a batch of systems, ``maps: float32[B, N, 6]``, ``probs: float32[B, N]``.
-      key: PRNG key; image i depends only on (key, i, ifs[i]) and, with
-        ``spec.shared_walk``, on the batch-wide walk stream of ``key``.
+      key: PRNG key of the walk (with ``spec.shared_walk`` one map-choice sequence for the
+        whole batch) and, unless ``image_keys`` is given, of the images.
+      image_keys: optional ``[B]`` keys, one per image, for its patch masks, colours and
+        background (and its walk without ``shared_walk``). Passing keys that depend only on
+        the class makes a class's image a pure function of the class: the fixed data set.
 
     Returns:
-      ``images: float32[B, H, W, C]`` in [0, 1], ``fill: float32[B]``: fraction of pixels
-      hit by at least one point (before patches).
+      ``images: float32[B, H, W, C]`` in [0, 1], ``fill: float32[B]``: the fraction of lit
+      pixels of the drawing (after patches, as the official fill test), 0 where the walk
+      diverged (a non-finite point).
     """
     b, s = ifs.maps.shape[0], spec.image_size
     k_walk, k_img = jax.random.split(key)
-    img_keys = jax.vmap(lambda i: jax.random.fold_in(k_img, i))(jnp.arange(b))
+    if image_keys is None:
+        image_keys = jax.vmap(lambda i: jax.random.fold_in(k_img, i))(jnp.arange(b))
     if spec.shared_walk:
         u = _walk_uniforms(spec, k_walk)
     else:
         walk_u = lambda k: _walk_uniforms(spec, jax.random.fold_in(k, 2))
-        u = jax.vmap(walk_u, out_axes=1)(img_keys)  # [S, B, W]
-    x, y = walk(ifs, u, spec.burn_in)
-    lit = rasterize(x, y, s, spec.pad)  # [B, H, W]
-    fill = lit.mean((1, 2))
-    if spec.patch == "pixel":
-        seeds = jax.vmap(lambda k: jax.random.bits(jax.random.fold_in(k, 0), (), jnp.uint32))
-        masks = jax.vmap(patch_masks, in_axes=(0, None))(seeds(img_keys), s)
-        lit = dilate_patches(lit, masks)
+        u = jax.vmap(walk_u, out_axes=1)(image_keys)  # [S, B, W]
+    x, y = walk(ifs, u, spec.burn_in, spec.walk_start)
+    row, col, finite = rasterize(x, y, s, spec.pad)
+    last = last_point_index(row, col, s)  # [B, H, W]
+    seeds = jax.vmap(lambda k: jax.random.bits(jax.random.fold_in(k, 0), (), jnp.uint32))
+    if spec.patch == "paste":
+        lit = paste_patches(last, seeds(image_keys))
+    elif spec.patch == "union":
+        lit = union_patches(last >= 0, seeds(image_keys))
+    else:
+        lit = last >= 0
+    fill = jnp.where(finite, lit.mean((1, 2)), 0.0)
     img = lit[..., None].astype(jnp.float32)
     if spec.color:
-        colors = jax.vmap(lambda k: _color_gradient(jax.random.fold_in(k, 1), s))(img_keys)
+        colors = jax.vmap(lambda k: _color_gradient(jax.random.fold_in(k, 1), s))(image_keys)
         img = img * colors
     else:
         img = jnp.broadcast_to(img * spec.gray_level, (b, s, s, spec.channels))
-    return add_background(spec, img, lit, img_keys), fill
+    return add_background(spec, img, lit, image_keys), fill
 
 
 def add_background(spec: RenderSpec, img: jax.Array, fg: jax.Array, keys: jax.Array) -> jax.Array:
@@ -297,15 +469,17 @@ def add_background(spec: RenderSpec, img: jax.Array, fg: jax.Array, keys: jax.Ar
     return jnp.where(fg[..., None], img, bg)
 
 
-def render(spec: RenderSpec, ifs: IFS, key: jax.Array) -> jax.Array:
+def render(
+    spec: RenderSpec, ifs: IFS, key: jax.Array, image_keys: jax.Array | None = None
+) -> jax.Array:
     """Render a batch of systems to ``float32[B, H, W, C]`` in [0, 1]; see
     :func:`render_with_fill`."""
-    return render_with_fill(spec, ifs, key)[0]
+    return render_with_fill(spec, ifs, key, image_keys)[0]
 
 
 def fill_rate(spec: RenderSpec, ifs: IFS, key: jax.Array) -> jax.Array:
-    """Fraction of lit pixels of each system's point rendering, ``float32[B]``."""
-    return render_with_fill(dataclasses.replace(spec, patch="none", color=False), ifs, key)[1]
+    """Fraction of lit pixels of each system's rendering at ``spec``, ``float32[B]``."""
+    return render_with_fill(dataclasses.replace(spec, color=False, background="black"), ifs, key)[1]
 
 
 def sample_filled(
@@ -318,13 +492,13 @@ def sample_filled(
     """Draw one system with ``sampler(key) -> IFS`` until its fill rate exceeds ``min_fill``.
 
     Bounded and jit-safe (a ``lax.while_loop`` of at most ``max_tries`` draws); vmap it to
-    draw many. Degenerate systems (lines, points, diverging walks) have tiny fill rates and
-    are redrawn.
+    draw many. The fill rate is that of the drawing at ``spec`` (patches included). Degenerate
+    systems (lines, points, diverging walks) have tiny fill rates and are redrawn.
 
     Returns:
       ``(ifs, fill, ok)``: the last system drawn, its fill rate, and whether it passed.
     """
-    check = dataclasses.replace(spec, patch="none", color=False, shared_walk=True)
+    check = dataclasses.replace(spec, color=False, background="black", shared_walk=True)
 
     def fill_of(k):
         ifs = sampler(k)
