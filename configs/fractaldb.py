@@ -1,5 +1,5 @@
-"""FractalDB-k (Kataoka et al., ACCV 2020): k random IFS categories (N in 2..8 maps, all
-parameters U(-1, 1), fill rate >= 0.2), instances by parameter weighting, random 3x3 patch
+"""FractalDB-k (Kataoka et al., ACCV 2020): k random IFS categories (N in 2..7 maps, all
+parameters U(-1, 1), fill rate >= 0.2 on the official 512 px canvas), instances by parameter weighting, random 3x3 patch
 patterns and flips. The baseline 1p-frac is compared with (FractalDB-1k: 81.6 on CIFAR-100).
 
   python -m experiments.render --config configs/fractaldb.py:mini --out out/fractaldb
@@ -31,9 +31,11 @@ def get_config(arg: str = "vit_ti") -> ml_collections.ConfigDict:
     c.source = ml_collections.ConfigDict()
     c.source.name = "fractaldb"
     c.source.num_classes = num_classes  # k categories
-    c.source.min_maps = 2  # N ~ U{min_maps..max_maps}
-    c.source.max_maps = 8
+    c.source.min_maps = 2  # N ~ U{min_maps..max_maps}; official randint(2, 8): 2..7
+    c.source.max_maps = 7
     c.source.min_fill = 0.2  # a category is kept if its point rendering fills >= 20%
+    c.source.search_size = 512  # ... of the official canvas (100k points, pad 6)
+    c.source.search_pad = 6
     c.source.weights = (0.8, 0.9, 1.1, 1.2)  # one parameter a..f of every map times w
     c.source.flip = True  # random horizontal and vertical flips of each instance
     return c

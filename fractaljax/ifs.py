@@ -161,29 +161,43 @@ def sample_uniform(key: jax.Array, n_maps: jax.Array | int, max_maps: int) -> IF
     return IFS(maps, map_probs(maps, valid))
 
 
-def perturb(key: jax.Array, base: IFS, num: int, delta: float) -> IFS:
+def perturb_one(key: jax.Array, base: IFS, delta: float, keep_probs: bool = True) -> IFS:
+    """One LIEP perturbation of ``base``: every one of its 6N parameters times its own
+    u ~ U(1 - delta, 1 + delta), as the official 1p-frac code does.
+
+    Args:
+      key: PRNG key.
+      base: an unbatched IFS, ``maps: float32[N, 6]``.
+      delta: relative half-width Delta >= 0.
+      keep_probs: keep the base system's map probabilities (official: they are computed once
+        from the base fractal); False recomputes them from the perturbed determinants.
+    """
+    u = jax.random.uniform(key, base.maps.shape, minval=1.0 - delta, maxval=1.0 + delta)
+    maps = base.maps * u
+    probs = base.probs if keep_probs else map_probs(maps, base.probs > 0)
+    return IFS(maps, probs)
+
+
+def perturb(key: jax.Array, base: IFS, num: int, delta: float, keep_probs: bool = True) -> IFS:
     """LIEP: ``num`` locally perturbed copies of ``base`` (the 1p-frac classes).
 
-    Every one of the 6N parameters of class l is multiplied by its own u ~ U(1 - delta,
-    1 + delta), as the official 1p-frac code does; probabilities are recomputed from the
-    perturbed determinants. The paper writes the perturbation additively, theta + eps with
-    eps ~ U([-delta/2, delta/2]^{6N}) (so its Delta is a width, not a relative scale); the
-    multiplicative form keeps a parameter's sign and scales with its magnitude.
+    Class l is :func:`perturb_one` with key ``fold_in(fold_in(key, l), 0)`` (attempt 0 of
+    the per-class rejection in ``fractaljax.sources``). The paper writes the perturbation
+    additively, theta + eps with eps ~ U([-delta/2, delta/2]^{6N}) (so its Delta is a width,
+    not a relative scale); the official code, followed here, multiplies each parameter by
+    u ~ U(1 - delta, 1 + delta), which keeps a parameter's sign and scales with its magnitude.
 
     Args:
       key: PRNG key; class l depends only on (key, l).
       base: an unbatched IFS, ``maps: float32[N, 6]``.
       num: number of classes L.
       delta: relative half-width Delta >= 0.
+      keep_probs: see :func:`perturb_one`.
 
     Returns:
       An :class:`IFS` with ``maps: float32[num, N, 6]``, ``probs: float32[num, N]``.
     """
-
-    def one(i):
-        k = jax.random.fold_in(key, i)
-        return jax.random.uniform(k, base.maps.shape, minval=1.0 - delta, maxval=1.0 + delta)
-
-    maps = base.maps[None] * jax.vmap(one)(jnp.arange(num))
-    valid = base.probs[None] > 0
-    return IFS(maps, map_probs(maps, valid))
+    one = lambda i: perturb_one(
+        jax.random.fold_in(jax.random.fold_in(key, i), 0), base, delta, keep_probs
+    )
+    return jax.vmap(one)(jnp.arange(num))

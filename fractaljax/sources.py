@@ -26,6 +26,7 @@ import json
 import os
 import time
 from collections.abc import Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -48,6 +49,7 @@ class Source:
       spec: the rendering options.
       render_labels: ``(labels int32[B], key) -> float32[B, H, W, C]``; jit-able.
       systems: the per-class systems (``maps: float32[L, N, 6]``) where the source has them.
+      info: facts about how the source was built (1p-frac: class redraw counts).
     """
 
     name: str
@@ -55,6 +57,7 @@ class Source:
     spec: render_lib.RenderSpec
     render_labels: Callable[[jax.Array, jax.Array], jax.Array]
     systems: IFS | None = None
+    info: dict[str, Any] = dataclasses.field(default_factory=dict)
 
     def batch(self, key: jax.Array, step: jax.Array | int, batch_size: int):
         """One batch: labels uniform over the classes, freshly rendered.
@@ -84,50 +87,233 @@ def _check_range(cfg, name: str, lo=None, hi=None, prefix: str = "source") -> No
         raise ConfigError(f"{prefix}.{name}={v}: must be in {rng}")
 
 
-def onepfrac_systems(config: ml_collections.ConfigDict, spec: render_lib.RenderSpec) -> IFS:
+# Key streams of the 1p-frac source, split from fold_in(key(seed), _ONEPFRAC_STREAM).
+_ONEPFRAC_STREAM = 0x1F5C
+# Classes tested per call in the rejection loop: one compiled shape for any L.
+_CLASS_CHUNK = 64
+DATA_MODES = ("fixed", "stream")
+
+
+def _onepfrac_keys(seed: int) -> dict[str, jax.Array]:
+    names = ("base", "classes", "walk", "patches")
+    keys = jax.random.split(jax.random.fold_in(jax.random.key(seed), _ONEPFRAC_STREAM), 4)
+    return dict(zip(names, keys))
+
+
+def fixed_image_keys(patch_key: jax.Array, labels: jax.Array) -> jax.Array:
+    """Per-class image keys of the fixed data set: class l's patches depend on l alone."""
+    return jax.vmap(lambda lab: jax.random.fold_in(patch_key, lab))(labels)
+
+
+def perturb_filled(
+    key: jax.Array,
+    base: IFS,
+    num: int,
+    delta: float,
+    spec: render_lib.RenderSpec,
+    walk_key: jax.Array,
+    patch_key: jax.Array,
+    min_fill: float,
+    max_tries: int,
+    keep_probs: bool = True,
+    diverge_steps: int = 100_000,
+) -> tuple[IFS, np.ndarray, np.ndarray]:
+    """The L classes of 1p-frac with the official per-class rejection.
+
+    Class l, attempt a, is ``ifs.perturb_one(fold_in(fold_in(key, l), a), base, delta)``; it
+    is kept when its fixed image (walk ``walk_key``, patches ``fold_in(patch_key, l)``, as
+    the fixed data set draws it) fills more than ``min_fill`` of the canvas and a sequential
+    walk of ``diverge_steps`` steps from the origin (the official walk's length; 0: skip)
+    stays within ``render.DIVERGED_RADIUS``; otherwise attempt a + 1 is drawn, at most
+    ``max_tries`` attempts. The official generator loops ``while 1`` over fresh
+    perturbations with the fill test (> 0.05 of the 512 px patched image), in which a
+    diverging 100k-step walk collapses to a few pixels; the parallel renderer's short
+    walkers can miss a slow divergence, hence the explicit probe. Classes still failing are
+    tested again in jit-compiled chunks of ``_CLASS_CHUNK``, so the work is about
+    L x (1 + redraw rate) renders.
+
+    Returns:
+      ``(systems, redraws, fills)``: ``maps: float32[L, N, 6]``, the number of rejected
+      attempts per class ``int[L]``, and the kept images' fill rates ``float32[L]``.
+
+    Raises:
+      ConfigError: a class found no passing perturbation in ``max_tries`` attempts.
+    """
+    check = dataclasses.replace(spec, color=False, background="black")
+
+    @jax.jit
+    def candidates(ids, attempt):
+        draw = lambda i: ifs_lib.perturb_one(
+            jax.random.fold_in(jax.random.fold_in(key, i), attempt), base, delta, keep_probs
+        )
+        systems = jax.vmap(draw)(ids)
+        _, fill = render_lib.render_with_fill(
+            check, systems, walk_key, fixed_image_keys(patch_key, ids)
+        )
+        if diverge_steps:
+            u = jax.random.uniform(jax.random.fold_in(walk_key, 1), (diverge_steps,))
+            fill = jnp.where(render_lib.diverges(systems, u), -1.0, fill)  # -1: diverged
+        return systems, fill
+
+    n_maps = base.maps.shape[0]
+    maps = np.zeros((num, n_maps, 6), np.float32)
+    probs = np.zeros((num, n_maps), np.float32)
+    fills = np.zeros(num, np.float32)
+    redraws = np.zeros(num, np.int64)
+    pending = np.arange(num)
+    chunk = min(_CLASS_CHUNK, num)
+    for attempt in range(max_tries):
+        passed = []
+        for i in range(0, len(pending), chunk):
+            ids = pending[i : i + chunk]
+            padded = np.resize(ids, chunk)  # repeats ids to the compiled shape
+            systems, fill = jax.device_get(candidates(jnp.asarray(padded, jnp.int32), attempt))
+            n = len(ids)
+            maps[ids], probs[ids], fills[ids] = systems.maps[:n], systems.probs[:n], fill[:n]
+            passed.append(fill[:n] > min_fill)
+        pending = pending[~np.concatenate(passed)]
+        if not len(pending):
+            break
+        redraws[pending] += 1
+    if len(pending):
+        raise ConfigError(
+            f"source.min_fill={min_fill}: {len(pending)} of {num} classes found no perturbation "
+            f"filling more than that in source.class_max_tries={max_tries} draws (delta "
+            f"{delta}); lower source.min_fill or source.delta, or raise source.class_max_tries"
+        )
+    return IFS(jnp.asarray(maps), jnp.asarray(probs)), redraws, fills
+
+
+def onepfrac_systems(
+    config: ml_collections.ConfigDict, spec: render_lib.RenderSpec
+) -> tuple[IFS, dict[str, Any]]:
     """The L class systems of 1p-frac: one sigma-factor base fractal, L LIEP perturbations.
 
     The base is drawn from ``config.seed`` and redrawn (at most ``source.max_tries`` times)
-    until its point rendering at ``spec`` fills more than ``source.min_fill`` of the canvas.
+    until its drawing at ``spec`` fills more than ``source.min_fill`` of the canvas (the
+    official generator draws it once and relies on the class loop; a base that almost never
+    passes would make that loop endless). Then every class is drawn with the official
+    per-class rejection (:func:`perturb_filled`).
+
+    Returns:
+      ``(systems, info)``: ``maps: float32[L, N, 6]``, and ``info`` with ``redraws`` (total
+      rejected perturbations), ``classes_redrawn`` and ``min_class_fill``.
     """
     src = config.source
-    key = jax.random.key(config.seed)
+    keys = _onepfrac_keys(config.seed)
     sampler = lambda k: ifs_lib.sample_sigma_factor(k, src.n_maps, src.sigma)
-
-    @jax.jit
-    def build(key):
-        base, fill, ok = render_lib.sample_filled(
-            jax.random.fold_in(key, 0), sampler, spec, src.min_fill, src.max_tries
-        )
-        return ifs_lib.perturb(jax.random.fold_in(key, 1), base, src.num_classes, src.delta), ok
-
-    systems, ok = build(key)
+    pick = jax.jit(
+        lambda k: render_lib.sample_filled(k, sampler, spec, src.min_fill, src.max_tries)
+    )
+    base, _, ok = pick(keys["base"])
     if not bool(ok):
         raise ConfigError(
             f"source.min_fill={src.min_fill}: no base fractal passed it in {src.max_tries} "
             f"draws (seed {config.seed}); lower source.min_fill or raise source.max_tries"
         )
-    return systems
+    systems, redraws, fills = perturb_filled(
+        keys["classes"],
+        base,
+        src.num_classes,
+        src.delta,
+        spec,
+        keys["walk"],
+        keys["patches"],
+        src.min_fill,
+        src.class_max_tries,
+        keep_probs=not src.recompute_probs,
+        diverge_steps=src.diverge_steps,
+    )
+    info = dict(
+        redraws=int(redraws.sum()),
+        classes_redrawn=int((redraws > 0).sum()),
+        min_class_fill=float(fills.min()),
+    )
+    return systems, info
 
 
 def make_onepfrac(config: ml_collections.ConfigDict, cache_dir: str | None = None) -> Source:
-    """1p-frac (Nakamura et al., ECCV 2024): L classes = L perturbations of one fractal."""
+    """1p-frac (Nakamura et al., ECCV 2024): L classes = L perturbations of one fractal.
+
+    ``source.data='fixed'`` (default, official): the data set is L images, class l's image a
+    pure function of l (one walk shared by all classes, as the official fixed seed, and
+    class-keyed patches), rendered in the step, or read from a device-resident ``uint8``
+    bank of the L images with ``source.bank=True`` (the same images); ``'stream'``: every
+    batch draws a fresh walk and fresh patches (an unbounded data set).
+    """
     src = config.source
     _check_range(src, "num_classes", lo=1)
     _check_range(src, "n_maps", lo=1, hi=64)
     _check_range(src, "delta", lo=0.0, hi=1.0)
     _check_range(src, "min_fill", lo=0.0, hi=0.99)
     _check_range(src, "max_tries", lo=1)
+    _check_range(src, "class_max_tries", lo=1)
+    _check_range(src, "diverge_steps", lo=0)
+    if src.data not in DATA_MODES:
+        raise ConfigError(f"source.data={src.data!r}: must be one of {DATA_MODES}")
+    if src.bank and src.data != "fixed":
+        raise ConfigError("source.bank=True needs source.data='fixed' (a bank holds L images)")
     ifs_lib.check_sigma(src.sigma, src.n_maps)
     spec = render_spec(config)
-    systems = onepfrac_systems(config, spec)
+    systems, info = onepfrac_systems(config, spec)
+    del cache_dir  # the L systems take seconds to draw
+    keys = _onepfrac_keys(config.seed)
 
-    del cache_dir  # the L systems take well under a second to draw
+    def fixed_images(labels):
+        return render_lib.render(
+            spec,
+            jax.tree.map(lambda a: a[labels], systems),
+            keys["walk"],
+            fixed_image_keys(keys["patches"], labels),
+        )
 
-    def render_labels(labels, key):
-        return render_lib.render(spec, jax.tree.map(lambda a: a[labels], systems), key)
+    if src.data == "stream":
 
-    return Source("onepfrac", src.num_classes, spec, render_labels, systems)
+        def render_labels(labels, key):
+            return render_lib.render(spec, jax.tree.map(lambda a: a[labels], systems), key)
+
+    elif src.bank:
+        bank = render_bank(fixed_images, src.num_classes, spec)
+
+        def render_labels(labels, key):
+            del key  # the fixed data set
+            return bank_images(bank, labels, spec.channels)
+
+    else:
+
+        def render_labels(labels, key):
+            del key  # the fixed data set
+            return fixed_images(labels)
+
+    return Source("onepfrac", src.num_classes, spec, render_labels, systems, info)
+
+
+def render_bank(
+    draw: Callable[[jax.Array], jax.Array], num: int, spec: render_lib.RenderSpec
+) -> jax.Array:
+    """``draw(labels) -> float32[B, H, W, C]`` for every label, as ``uint8[num, H, W, C']``
+    on the device (C' = 1 for gray images: a 1000-image bank at 512 px is 262 MB)."""
+    gray = not spec.color and spec.background == "black"
+    to_u8 = lambda im: jnp.round((im[..., :1] if gray else im) * 255).astype(jnp.uint8)
+    draw_u8 = jax.jit(lambda labels: to_u8(draw(labels)))
+    chunk = min(_CLASS_CHUNK, num)
+    parts = []
+    for i in range(0, num, chunk):
+        ids = np.resize(np.arange(i, min(i + chunk, num)), chunk)
+        parts.append(draw_u8(jnp.asarray(ids, jnp.int32))[: min(chunk, num - i)])
+    return jnp.concatenate(parts)
+
+
+# uint8 -> float32 by table: XLA turns a division by 255 into a multiplication by its
+# reciprocal, one ulp off the renderer's gray level 127/255.
+_LEVELS = np.arange(256, dtype=np.float32) / np.float32(255)
+
+
+def bank_images(bank: jax.Array, labels: jax.Array, channels: int) -> jax.Array:
+    """``float32[B, H, W, channels]`` from a :func:`render_bank` bank: bit-identical to the
+    rendered images for gray fractals on black; colours are 8-bit (as the official PNGs)."""
+    im = jnp.asarray(_LEVELS)[bank[labels]]
+    return jnp.broadcast_to(im, im.shape[:3] + (channels,))
 
 
 # Candidates tested per batch in the FractalDB category search. Part of the definition of
@@ -155,17 +341,31 @@ def _test_candidates(key, batch_index, check, min_maps, max_maps):
     return cands, jnp.minimum(*fills)
 
 
+def search_spec(config: ml_collections.ConfigDict) -> render_lib.RenderSpec:
+    """The rendering of FractalDB's fill test: the official search draws 100k points on a
+    ``source.search_size`` (512) px canvas with pad ``source.search_pad`` (6), one pixel a
+    point, whatever the training canvas: the fill rate depends on all three."""
+    src = config.source
+    _check_range(src, "search_size", lo=16, hi=4096)
+    return render_lib.RenderSpec(
+        image_size=src.search_size,
+        pad=src.search_pad,
+        patch="none",
+        channels=1,
+        walk_start=config.render.get("walk_start", "attractor"),
+    ).validate("source.search")
+
+
 def search_categories(
-    config: ml_collections.ConfigDict, spec: render_lib.RenderSpec, cache_dir: str | None = None
+    config: ml_collections.ConfigDict, cache_dir: str | None = None
 ) -> tuple[IFS, np.ndarray]:
     """FractalDB's category search: the first k random IFS whose fill rate >= min_fill.
 
     Candidate i is drawn from ``fold_in(split(key(seed))[0], i)``: N ~ U{min_maps..max_maps}
     maps with all parameters ~ U(-1, 1) (padded to ``max_maps`` with zero-probability maps).
-    Its fill rate is the smaller of those of two point renderings at ``spec`` (two walks).
-    The result depends only on the config; with a ``cache_dir`` it is saved there as
-    ``ifs_categories_<hash>.npz`` and read back on the next call (at 224 px about one
-    candidate in ten passes; FractalDB-1k's search takes ~20 s on a 2-core CPU).
+    Its fill rate is the smaller of those of two point renderings at :func:`search_spec`
+    (two walks). The result depends only on the config; with a ``cache_dir`` it is saved
+    there as ``ifs_categories_<hash>.npz`` and read back on the next call.
 
     Returns:
       ``(systems, fills)``: ``maps: float32[k, max_maps, 6]``, and ``float32[k]``.
@@ -175,10 +375,10 @@ def search_categories(
     _check_range(src, "min_maps", lo=1, hi=src.max_maps)
     _check_range(src, "max_maps", lo=src.min_maps, hi=64)
     _check_range(src, "min_fill", lo=0.0, hi=0.99)
-    check = dataclasses.replace(spec, patch="none", color=False, background="black")
+    check = search_spec(config)
     what = dict(
         seed=config.seed, k=src.num_classes, min_maps=src.min_maps, max_maps=src.max_maps,
-        min_fill=src.min_fill, render=dataclasses.asdict(check), batch=_SEARCH_BATCH, v=2,
+        min_fill=src.min_fill, render=dataclasses.asdict(check), batch=_SEARCH_BATCH, v=3,
     )  # fmt: skip
     digest = hashlib.sha1(json.dumps(what, sort_keys=True).encode()).hexdigest()[:12]
     path = cache_dir and os.path.join(cache_dir, f"ifs_categories_{digest}.npz")
@@ -206,7 +406,7 @@ def search_categories(
     if len(fills) < src.num_classes:
         raise ConfigError(
             f"source.min_fill={src.min_fill}: only {len(fills)} of {tried} random systems "
-            f"passed at {spec.image_size} px; lower source.min_fill or source.num_classes"
+            f"passed at {check.image_size} px; lower source.min_fill or source.num_classes"
         )
     maps = np.concatenate(kept_maps)[: src.num_classes]
     probs = np.concatenate(kept_probs)[: src.num_classes]
@@ -237,7 +437,7 @@ def make_fractaldb(config: ml_collections.ConfigDict, cache_dir: str | None = No
     weights = jnp.asarray(tuple(src.weights), jnp.float32)
     if weights.ndim != 1 or weights.size == 0 or not bool(jnp.all(weights > 0)):
         raise ConfigError(f"source.weights={src.weights}: must be a list of positive numbers")
-    systems, _ = search_categories(config, spec, cache_dir)
+    systems, _ = search_categories(config, cache_dir)
     nw = weights.shape[0]
     valid = systems.probs > 0
 
@@ -271,7 +471,7 @@ def make_ofdb(config: ml_collections.ConfigDict, cache_dir: str | None = None) -
     """
     src = config.source
     spec = render_spec(config)
-    systems, _ = search_categories(config, spec, cache_dir)
+    systems, _ = search_categories(config, cache_dir)
     key = jax.random.fold_in(jax.random.key(config.seed), 2)
     draw = jax.jit(lambda s, k: jnp.round(render_lib.render(spec, s, k) * 255).astype(jnp.uint8))
     chunk = 64  # bounds the walk's memory at 224 px
