@@ -4,7 +4,8 @@ per-layer linear probes on 10k train / 10k test images.
   python -m experiments.finetune --pretrained runs/mini --workdir runs/mini_ft
   python -m experiments.probe --pretrained runs/mini
 
-Fine-tuning follows the paper's optimiser (SGD, momentum 0.9, weight decay 1e-4, cosine),
+Fine-tuning follows the paper's optimiser (SGD, Nesterov momentum 0.9 as timm's 'sgd',
+weight decay 1e-4, cosine),
 with a learning rate raised for a few hundred steps (0.1 x batch / 512 instead of 0.01).
 Images are resized to the pre-training size, gray replicated to 3 channels, and normalised
 as in pre-training. Offline data: see fractaljax/downstream.py.
@@ -32,12 +33,16 @@ def get_config() -> ml_collections.ConfigDict:
     c.optim.name = "sgd"
     c.optim.lr = 0.1  # x batch_size / 512
     c.optim.momentum = 0.9
+    c.optim.nesterov = True  # timm's 'sgd', which the official fine-tuning uses
     c.optim.weight_decay = 1e-4
+    c.optim.decay_rule = "official"
     c.optim.grad_clip_norm = 0.0
 
     c.augment = ml_collections.ConfigDict()
     c.augment.crop_scale = (1.0, 1.0)
     c.augment.crop_ratio = (3 / 4, 4 / 3)
+    c.augment.interpolation = "bilinear"
+    c.augment.randaugment = ""  # '' = off
     c.augment.hflip = 0.5
     c.augment.vflip = 0.0
     c.augment.color_jitter = 0.0

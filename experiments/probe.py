@@ -30,7 +30,7 @@ def main(argv) -> None:
     out = _OUT.value or _PRETRAINED.value
     os.makedirs(out, exist_ok=True)
     data = ft_lib.load_downstream(
-        cfg, pre.render.image_size, pre.render.channels, cfg.probe_train_limit
+        cfg, train.input_size(pre), pre.render.channels, cfg.probe_train_limit
     )
     print(f"probing on {cfg.downstream.dataset}: {len(data[0][1])} train / {len(data[1][1])} test")
     results = {"pre-trained": ft_lib.linear_probe(model, params, data)}

@@ -55,7 +55,7 @@ def main(argv) -> None:
     ft.checkpoint_every = _FT_STEPS.value
     ft.downstream.dataset = pick_dataset(ft)
     data = ft_lib.load_downstream(
-        ft, pre.render.image_size, pre.render.channels, ft.probe_train_limit
+        ft, train.input_size(pre), pre.render.channels, ft.probe_train_limit
     )
     n_ft = min(ft.downstream.num_labels, len(data[0][1]))
     print(

@@ -253,7 +253,7 @@ def main(argv) -> None:
     train.prepare_workdir(workdir, cfg)
     pre = cfg.pretrain
     data = ft_lib.load_downstream(
-        cfg.finetune, pre.render.image_size, pre.render.channels, cfg.finetune.probe_train_limit
+        cfg.finetune, train.input_size(pre), pre.render.channels, cfg.finetune.probe_train_limit
     )
     points = [(v, s) for s in seeds for v in values]
     if sw.random_init:

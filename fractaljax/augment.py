@@ -1,6 +1,7 @@
 """On-device augmentation inside the train step: per-example keys, static shapes, vmapped.
 
-Per image: random-resized-crop, horizontal/vertical flips, colour jitter, random erasing.
+Per image: random-resized-crop (from the rendered canvas to the model's input size),
+horizontal/vertical flips, RandAugment or colour jitter, random erasing.
 Per batch: mixup or cutmix with soft targets (timm's convention: with probability ``prob``
 one of the two is applied, cutmix with probability ``switch_prob`` when both are on).
 Images are ``float32[B, H, W, C]`` in [0, 1] before :func:`normalize`.
@@ -12,6 +13,8 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
+from fractaljax import randaugment
+from fractaljax.ifs import ConfigError
 from fractaljax.losses import smooth_labels
 
 
@@ -29,20 +32,57 @@ def _crop_box(key, h: int, w: int, scale, ratio):
     return y0, x0, ch, cw
 
 
-def random_resized_crop(key, img_HWC, scale=(0.08, 1.0), ratio=(3 / 4, 4 / 3)):
-    """Crop a random box and resize it (bilinear) back to the input size."""
-    h, w, _ = img_HWC.shape
-    y0, x0, ch, cw = _crop_box(key, h, w, scale, ratio)
-    sy, sx = h / ch, w / cw
+INTERPOLATIONS = {"bilinear": "linear", "bicubic": "cubic"}
+
+
+def interpolation(cfg: ml_collections.ConfigDict) -> str:
+    """``cfg.interpolation`` ('bicubic' as timm's transform for the paper, or 'bilinear')."""
+    name = cfg.get("interpolation", "bilinear")
+    if name not in INTERPOLATIONS:
+        raise ConfigError(
+            f"augment.interpolation={name!r}: must be one of {sorted(INTERPOLATIONS)}"
+        )
+    return name
+
+
+def _resample(img_HWC, out_size: int, y0, x0, ch, cw, method: str):
+    """The box ``(y0, x0, ch, cw)`` of ``img_HWC`` resized to ``out_size`` (antialiased when
+    shrinking, as PIL's resize that torchvision uses)."""
+    sy, sx = out_size / ch, out_size / cw
     return jax.image.scale_and_translate(
         img_HWC,
-        img_HWC.shape,
+        (out_size, out_size, img_HWC.shape[-1]),
         (0, 1),
         jnp.array([sy, sx]),
         jnp.array([-y0 * sy, -x0 * sx]),
-        method="linear",
-        antialias=False,
+        method=INTERPOLATIONS[method],
+        antialias=True,
     )
+
+
+def random_resized_crop(
+    key,
+    img_HWC,
+    scale=(0.08, 1.0),
+    ratio=(3 / 4, 4 / 3),
+    out_size: int | None = None,
+    method: str = "bilinear",
+):
+    """Crop a random box and resize it to ``out_size`` (default: the input size). With the
+    official 512 px canvas and ``out_size=224`` this is timm's transform reading the PNG."""
+    h, w, _ = img_HWC.shape
+    y0, x0, ch, cw = _crop_box(key, h, w, scale, ratio)
+    return _resample(img_HWC, out_size or h, y0, x0, ch, cw, method)
+
+
+def resize(images, out_size: int, method: str = "bilinear"):
+    """Resize ``float32[..., H, W, C]`` (square) to ``out_size``; a no-op at the same size."""
+    h = images.shape[-3]
+    if h == out_size:
+        return images
+    one = lambda im: _resample(im, out_size, 0.0, 0.0, h, h, method)
+    flat = images.reshape((-1,) + images.shape[-3:])
+    return jax.vmap(one)(flat).reshape(images.shape[:-3] + (out_size, out_size, images.shape[-1]))
 
 
 def flip(key, img_HWC, p_h: float, p_v: float):
@@ -129,26 +169,48 @@ def normalize(images, mean: float = 0.5, std: float = 0.5):
     return (images - mean) / std
 
 
-def augment_batch(key, images, labels, num_classes: int, cfg: ml_collections.ConfigDict):
-    """The pre-training augmentation pipeline of ``config.augment``.
+def augment_batch(
+    key,
+    images,
+    labels,
+    num_classes: int,
+    cfg: ml_collections.ConfigDict,
+    out_size: int | None = None,
+):
+    """The pre-training augmentation pipeline of ``config.augment``, in timm's order:
+    random-resized-crop from the canvas to ``out_size`` (or a plain resize when the crop is
+    off), flips, RandAugment (``cfg.randaugment``, e.g. 'rand-m9-mstd0.5-inc1'; timm then
+    skips the colour jitter), colour jitter, random erasing, then mixup / cutmix.
 
     Args:
       key: PRNG key for this batch.
-      images: ``float32[B, H, W, C]`` in [0, 1].
+      images: ``float32[B, H, W, C]`` in [0, 1] (H: the canvas).
       labels: ``int32[B]``.
+      out_size: the model's input size; default H.
 
     Returns:
-      ``(images float32[B, H, W, C] normalised, targets float32[B, L])``.
+      ``(images float32[B, out, out, C] normalised, targets float32[B, L])``.
     """
-    b = images.shape[0]
+    b, h = images.shape[0], images.shape[1]
+    out = out_size or h
+    method = interpolation(cfg)
+    policy = cfg.get("randaugment", "")
+    ra = randaugment.parse_policy(policy) if policy else None
     k_img, k_mix = jax.random.split(key)
 
     def one(k, img):
-        k_crop, k_flip, k_jit, k_erase = jax.random.split(k, 4)
+        k_crop, k_flip, k_jit, k_erase, k_ra = jax.random.split(k, 5)
         if cfg.crop_scale[0] < 1.0:
-            img = random_resized_crop(k_crop, img, tuple(cfg.crop_scale), tuple(cfg.crop_ratio))
+            img = random_resized_crop(
+                k_crop, img, tuple(cfg.crop_scale), tuple(cfg.crop_ratio), out, method
+            )
+        else:
+            img = resize(img, out, method)
         img = flip(k_flip, img, cfg.hflip, cfg.vflip)
-        if cfg.color_jitter > 0:
+        if ra is not None:
+            # Fill: the normalisation mean, as timm's create_transform sets img_mean.
+            img = randaugment.rand_augment(k_ra, img, **ra, fill=0.5, interpolation=method)
+        elif cfg.color_jitter > 0:
             img = color_jitter(k_jit, img, cfg.color_jitter)
         if cfg.erase_prob > 0:
             img = random_erasing(k_erase, img, cfg.erase_prob)

@@ -47,6 +47,8 @@ def run_config(ft: ml_collections.ConfigDict, pre: ml_collections.ConfigDict, nu
     c = ml_collections.ConfigDict(ft.to_dict())
     c.model = ml_collections.ConfigDict(pre.model.to_dict())
     c.render = ml_collections.ConfigDict(pre.render.to_dict())
+    # Downstream images arrive at the model's input size: no canvas to crop from.
+    c.render.image_size = c.input_size = train.input_size(pre)
     c.source = ml_collections.ConfigDict(
         {"name": f"downstream:{ft.downstream.dataset}", "num_classes": num_classes}
     )
@@ -64,7 +66,7 @@ def finetune(
 
     Returns the training summary plus ``test_accuracy``.
     """
-    size, channels = pre.render.image_size, pre.render.channels
+    size, channels = train.input_size(pre), pre.render.channels
     n = ft.downstream.num_labels
     (x_tr, y_tr), (x_te, y_te), num_classes = data or load_downstream(ft, size, channels, n)
     x_tr, y_tr = (x_tr[:n], y_tr[:n]) if n else (x_tr, y_tr)
@@ -87,7 +89,7 @@ def linear_probe(model, params, data, batch_size: int = 256) -> dict[str, dict[s
 def random_init(pre: ml_collections.ConfigDict, seed: int):
     """Parameters of ``pre``'s model at initialisation (the random-init baseline)."""
     model = train.make_model(pre, pre.source.num_classes)
-    s = pre.render.image_size
+    s = train.input_size(pre)
     x = jnp.zeros((1, s, s, pre.render.channels))
     return model, jax.jit(model.init)(jax.random.key(seed), x)["params"]
 

@@ -42,6 +42,12 @@ class TrainingDiverged(UserError):
     """The loss became NaN or inf; the message says which step and what is kept."""
 
 
+def input_size(config: ml_collections.ConfigDict) -> int:
+    """The model's input side in pixels: ``config.input_size``, or the rendered size where a
+    config has none (the source's images are then used as they are)."""
+    return int(config.get("input_size") or config.render.image_size)
+
+
 def make_model(config: ml_collections.ConfigDict, num_classes: int) -> vit.ViT:
     m = config.model
     if m.dtype not in DTYPES:
@@ -51,7 +57,7 @@ def make_model(config: ml_collections.ConfigDict, num_classes: int) -> vit.ViT:
     return vit.make(
         m.variant,
         num_classes,
-        config.render.image_size,
+        input_size(config),
         pool=m.pool,
         drop_path=m.drop_path,
         dtype=DTYPES[m.dtype],
@@ -59,24 +65,54 @@ def make_model(config: ml_collections.ConfigDict, num_classes: int) -> vit.ViT:
 
 
 def learning_rate(config: ml_collections.ConfigDict) -> optax.Schedule:
-    """Linear warm-up to ``optim.lr * batch_size / 512``, then cosine decay to 0."""
-    peak = config.optim.lr * config.batch_size / 512
+    """Linear warm-up from ``optim.warmup_lr`` to ``optim.lr``, then cosine decay to
+    ``optim.min_lr`` (default 0 for both), all three scaled by ``batch_size / 512`` as the
+    official ``train/main.py`` does."""
+    o, scale = config.optim, config.batch_size / 512
     return optax.warmup_cosine_decay_schedule(
-        0.0, peak, max(config.warmup_steps, 1), max(config.total_steps, config.warmup_steps + 1)
+        o.get("warmup_lr", 0.0) * scale,
+        o.lr * scale,
+        max(config.warmup_steps, 1),
+        max(config.total_steps, config.warmup_steps + 1),
+        end_value=o.get("min_lr", 0.0) * scale,
+    )
+
+
+DECAY_RULES = ("official", "timm")
+_EMBEDDINGS = ("cls", "pos_embedding")
+
+
+def decay_mask(params, rule: str = "official") -> Any:
+    """Which parameters get weight decay (a pytree of bools like ``params``).
+
+    ``'official'``: what the official 1p-frac run applies. timm's ``create_optimizer_v2``
+    exempts 1-D parameters and biases, and would also exempt the model's
+    ``no_weight_decay()`` names, but the official ``train/main.py`` passes it the
+    DDP-wrapped model, which has no such method: the position embedding and the class token
+    are decayed. So: every kernel, the class token and the position embedding.
+    ``'timm'``: timm's intended grouping: kernels only.
+    """
+    if rule not in DECAY_RULES:
+        raise ConfigError(f"optim.decay_rule={rule!r}: must be one of {DECAY_RULES}")
+    names = ("kernel",) + (_EMBEDDINGS if rule == "official" else ())
+    return jax.tree_util.tree_map_with_path(
+        lambda path, _: getattr(path[-1], "key", None) in names, params
     )
 
 
 def make_optimizer(config: ml_collections.ConfigDict, schedule: optax.Schedule):
-    """AdamW (pre-training) or SGD with momentum (fine-tuning); weight decay on matrices only,
-    as timm; optional gradient clipping."""
+    """AdamW (pre-training, decoupled decay) or SGD with momentum (fine-tuning, coupled L2
+    decay as torch's SGD; Nesterov with ``optim.nesterov``, timm's 'sgd'); weight decay on
+    :func:`decay_mask`; optional gradient clipping."""
     o = config.optim
-    decay_mask = lambda params: jax.tree.map(lambda p: p.ndim > 1, params)
+    rule = o.get("decay_rule", "official")
+    mask = lambda params: decay_mask(params, rule)
     if o.name == "adamw":
-        tx = optax.adamw(schedule, b1=o.b1, b2=o.b2, weight_decay=o.weight_decay, mask=decay_mask)
+        tx = optax.adamw(schedule, b1=o.b1, b2=o.b2, weight_decay=o.weight_decay, mask=mask)
     elif o.name == "sgd":
         tx = optax.chain(
-            optax.add_decayed_weights(o.weight_decay, mask=decay_mask),
-            optax.sgd(schedule, momentum=o.momentum, nesterov=False),
+            optax.add_decayed_weights(o.weight_decay, mask=mask),
+            optax.sgd(schedule, momentum=o.momentum, nesterov=bool(o.get("nesterov", False))),
         )
     else:
         raise ConfigError(f"optim.name={o.name!r}: must be 'adamw' or 'sgd'")
@@ -148,7 +184,9 @@ def make_train_step(config, model, source, tx, schedule, mesh) -> Callable:
         # Constraining the labels splits the rendering itself over the devices.
         images = jax.lax.with_sharding_constraint(images, batch_sharding)
         k_aug, k_drop = jax.random.split(jax.random.fold_in(step_key, step))
-        x, targets = augment.augment_batch(k_aug, images, labels, num_classes, config.augment)
+        x, targets = augment.augment_batch(
+            k_aug, images, labels, num_classes, config.augment, input_size(config)
+        )
 
         def loss_fn(params):
             logits, _ = model.apply({"params": params}, x, train=True, rngs={"dropout": k_drop})
@@ -179,6 +217,7 @@ def make_eval_step(config, model, source) -> Callable:
     @jax.jit
     def eval_step(params):
         images, labels = source.batch(key, 0, config.eval_batch_size)
+        images = augment.resize(images, input_size(config), augment.interpolation(config.augment))
         logits, _ = model.apply({"params": params}, augment.normalize(images))
         return {
             "eval_loss": lpce(logits, labels).mean(),
@@ -189,7 +228,7 @@ def make_eval_step(config, model, source) -> Callable:
 
 
 def init_state(config, model, tx, mesh) -> train_state.TrainState:
-    s = config.render.image_size
+    s = input_size(config)
     dummy = jnp.zeros((1, s, s, config.render.channels), jnp.float32)
     init_key = jax.random.fold_in(jax.random.key(config.seed), 0)
 
@@ -278,7 +317,8 @@ def train_and_evaluate(
     n_params = sum(p.size for p in jax.tree.leaves(state.params))
     print(
         f"training {config.model.variant} ({n_params / 1e6:.2f}M params) on "
-        f"{source.name} ({source.num_classes} classes, {config.render.image_size} px), batch "
+        f"{source.name} ({source.num_classes} classes, {config.render.image_size} px -> "
+        f"{input_size(config)} px), batch "
         f"{config.batch_size}, steps {start}->{config.total_steps}, "
         f"{mesh.devices.size} {jax.devices()[0].platform} device(s), workdir {workdir}",
         flush=True,

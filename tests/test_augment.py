@@ -88,3 +88,45 @@ def test_random_erasing_changes_a_box_only_when_on():
     off = augment.random_erasing(jax.random.key(0), img, 0.0)
     assert float(jnp.abs(on).sum()) > 0 and float(jnp.abs(off).sum()) == 0
     assert float((on != 0).mean()) < 0.5
+
+
+def test_crop_from_the_canvas_to_the_input_size():
+    """The official transform: a crop of the 512 px canvas resized to 224 (here 64 -> 16).
+    A full-canvas 'crop' is the whole drawing shrunk (antialiased: a thin line keeps its
+    mass instead of vanishing between samples)."""
+    canvas = jnp.zeros((64, 64, 1)).at[:, 31, 0].set(1.0)  # a 1 px vertical line
+    whole = augment.random_resized_crop(jax.random.key(0), canvas, (1.0, 1.0), (1.0, 1.0), 16)
+    assert whole.shape == (16, 16, 1)
+    # Mass scales with the area (1/16); point sampling would give 0 or a full-intensity line.
+    np.testing.assert_allclose(float(whole.sum()), float(canvas.sum()) / 16, rtol=0.05)
+    assert float(whole.max()) < 0.5
+    assert float(whole[:, :6].max()) == 0.0 and float(whole[:, 10:].max()) == 0.0
+    cubic = augment.random_resized_crop(
+        jax.random.key(0), canvas, (1.0, 1.0), (1.0, 1.0), 16, "bicubic"
+    )
+    assert not np.allclose(np.asarray(cubic), np.asarray(whole))
+    cfg = onepfrac_vit_ti.get_config().augment
+    x, _ = augment.augment_batch(jax.random.key(1), _images(4, 64), jnp.arange(4), 4, cfg, 16)
+    assert x.shape == (4, 16, 16, 3)
+    np.testing.assert_array_equal(np.asarray(augment.resize(_images(2), 16)), _images(2))
+
+
+def test_randaugment_replaces_colour_jitter_as_timm():
+    """With a RandAugment policy the colour jitter is skipped (timm's create_transform)."""
+    cfg = ml_collections.ConfigDict(
+        dict(
+            crop_scale=(1.0, 1.0), crop_ratio=(1.0, 1.0), hflip=0.0, vflip=0.0,
+            color_jitter=0.4, erase_prob=0.0, mixup_alpha=0.0, cutmix_alpha=0.0,
+            mix_prob=0.0, mix_switch_prob=0.5, label_smoothing=0.0,
+            randaugment="rand-m9-mstd0.5-inc1-p0.0",
+        )
+    )  # fmt: skip
+    images = _images()
+    x, _ = augment.augment_batch(jax.random.key(1), images, jnp.arange(8), 8, cfg)
+    np.testing.assert_allclose(np.asarray(x), np.asarray(images) * 2 - 1, atol=1e-6)
+    cfg.randaugment = ""
+    y, _ = augment.augment_batch(jax.random.key(1), images, jnp.arange(8), 8, cfg)
+    assert not np.allclose(np.asarray(y), np.asarray(images) * 2 - 1, atol=1e-3)
+    cfg.randaugment = "rand-m9-mstd0.5-inc1"
+    z, _ = augment.augment_batch(jax.random.key(1), images, jnp.arange(8), 8, cfg)
+    assert not np.allclose(np.asarray(z), np.asarray(images) * 2 - 1, atol=1e-3)

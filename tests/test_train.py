@@ -20,6 +20,7 @@ TINY = {
     "render.walkers": 64,
     "render.steps": 16,
     "render.pad": 1,
+    "source.diverge_steps": 2000,
     "model.variant": "test/4",
     "batch_size": 16,
     "eval_batch_size": 16,
@@ -47,6 +48,40 @@ def _params(workdir, step):
     restored = ck.restore(step, train._checkpointable(state))
     ck.close()
     return restored
+
+
+def _decayed(rule):
+    c = onepfrac_mini.get_config()
+    c.model.variant = "test/4"
+    model = train.make_model(c, 10)
+    params = jax.eval_shape(model.init, jax.random.key(0), jax.numpy.zeros((1, 32, 32, 3)))
+    mask = train.decay_mask(params["params"], rule)
+    flat = jax.tree_util.tree_flatten_with_path(mask)[0]
+    return {"/".join(str(getattr(k, "key", k)) for k in path) for path, on in flat if on}
+
+
+def test_weight_decay_groups_official_and_timm():
+    """Official (timm through a DDP wrapper): kernels, class token and position embedding;
+    timm's intended grouping: kernels only. Never biases or norm scales."""
+    official, timm = _decayed("official"), _decayed("timm")
+    assert official - timm == {"cls", "pos_embedding"}
+    assert all(name.endswith("kernel") for name in timm)
+    assert "embedding/kernel" in timm and "head/kernel" in timm
+    assert any("MultiHeadDotProductAttention" in n and "query/kernel" in n for n in timm)
+    assert not any(n.endswith(("bias", "scale")) for n in official)
+    with pytest.raises(ConfigError, match="optim.decay_rule"):
+        _decayed("none")
+
+
+def test_schedule_warmup_and_floor_scale_with_the_batch():
+    c = tiny_config(
+        **{"optim.lr": 1e-3, "optim.warmup_lr": 1e-6, "optim.min_lr": 1e-5, "batch_size": 256}
+    )
+    c.total_steps, c.warmup_steps = 100, 10
+    lr = train.learning_rate(c)
+    np.testing.assert_allclose(float(lr(0)), 5e-7, rtol=1e-5)
+    np.testing.assert_allclose(float(lr(10)), 5e-4, rtol=1e-5)
+    np.testing.assert_allclose(float(lr(100)), 5e-6, rtol=1e-4)
 
 
 def test_steps_on_a_fixed_batch_reduce_the_loss():
