@@ -2,13 +2,15 @@
 
   python benchmarks/render_bench.py [--batch 64] [--size 224] [--points 100000]
 
-All three render 1p-frac classes (sigma 3.5, Delta 0.1) with 100k points and 3x3 random
-patches at 224 px:
-* JAX: ``fractaljax.render`` (1000 walkers x 100 steps + 20 burn-in), jit-compiled,
+All render 1p-frac classes (sigma 3.5, Delta 0.1) with 100k points and 3x3 random
+patches, at 224 px by default (``--size 512``: the official canvas, pad 6):
+* JAX, official patches: ``fractaljax.render`` with ``patch='paste'`` (the default: last
+  paste wins, zero cells included), 1000 walkers x 100 steps + 20 burn-in, jit-compiled,
   vmapped over the batch, on the default device;
-* NumPy: ``fractaljax.reference`` (one sequential 100k-step walk per image, as the
-  official generator), on a few images;
-* numba (if installed): the same sequential walk compiled, parallel over images with
+* JAX, OR-ed patches: ``patch='union'`` (the renderer before the official patches);
+* NumPy: ``fractaljax.reference`` (the official generator line by line: one sequential
+  100k-step walk and a loop of 3x3 pastes per image), on a few images;
+* numba (if installed): the official walk and pastes compiled, parallel over images with
   ``prange`` on every core, one random mask per point.
 It prints img/s for each, the ratios, and where the JAX renderer's time goes.
 """
@@ -41,7 +43,8 @@ def timeit(fn, repeats: int) -> float:
 
 
 def numba_renderer():
-    """A numba chaos game, parallel over images; None where numba is not installed."""
+    """The official chaos game and pastes in numba, parallel over images; None where numba
+    is not installed."""
     try:
         import numba
     except ImportError:
@@ -57,28 +60,26 @@ def numba_renderer():
             pts = np.empty((num_points, 2))
             x = 0.0
             y = 0.0
-            for t in range(num_points + 20):
+            for t in range(num_points):
+                pts[t, 0] = x
+                pts[t, 1] = y
                 u = np.random.random()
                 k = 0
                 while k < n - 1 and u > cum[k]:
                     k += 1
                 m = maps[i, k]
                 x, y = m[0] * x + m[1] * y + m[4], m[2] * x + m[3] * y + m[5]
-                if t >= 20:
-                    pts[t - 20, 0] = x
-                    pts[t - 20, 1] = y
             lo0, hi0 = pts[:, 0].min(), pts[:, 0].max()
             lo1, hi1 = pts[:, 1].min(), pts[:, 1].max()
-            span = size - 1 - 2 * pad
+            span = size - 2 * pad
             for p in range(num_points):
-                c = int(round(pad + (pts[p, 0] - lo0) / (hi0 - lo0) * span))
-                r = size - 1 - int(round(pad + (pts[p, 1] - lo1) / (hi1 - lo1) * span))
+                c = int(pad + (pts[p, 0] - lo0) / (hi0 - lo0) * span)
+                r = int(pad + (pts[p, 1] - lo1) / (hi1 - lo1) * span)
                 mask = np.random.randint(1, 512)
-                for k in range(9):
-                    if (mask >> k) & 1:
-                        rr, cc = r + k // 3 - 1, c + k % 3 - 1
-                        if 0 <= rr < size and 0 <= cc < size:
-                            out[i, rr, cc] = 127
+                for k in range(9):  # the whole patch, zero cells included
+                    rr, cc = size - 1 - (r + 1 + k // 3), c + 1 + k % 3
+                    if 0 <= rr < size and cc < size:
+                        out[i, rr, cc] = 127 * ((mask >> (8 - k)) & 1)
         return out
 
     return render_batch
@@ -105,19 +106,26 @@ def main() -> None:
     base = ifs_lib.sample_sigma_factor(jax.random.key(0), 2, 3.5)
     systems = ifs_lib.perturb(jax.random.key(1), base, args.batch, 0.1)
     spec = render_lib.RenderSpec(
-        image_size=args.size, walkers=args.walkers, steps=args.points // args.walkers
+        image_size=args.size,
+        walkers=args.walkers,
+        steps=args.points // args.walkers,
+        pad=6 if args.size >= 512 else 3,
     )
     key = jax.random.key(0)
 
     results = {}
-    full = jax.jit(lambda s, k: render_lib.render(spec, s, k))
-    results["jax"] = args.batch / timeit(lambda: full(systems, key), args.repeats)
+    for patch in ("paste", "union"):
+        sp = dataclasses.replace(spec, patch=patch)
+        full = jax.jit(lambda s, k, sp=sp: render_lib.render(sp, s, k))
+        results[f"jax {patch}"] = args.batch / timeit(lambda f=full: f(systems, key), args.repeats)
 
     maps_np, probs_np = np.asarray(systems.maps, np.float64), np.asarray(systems.probs, np.float64)
     rng = np.random.default_rng(0)
     t0 = time.perf_counter()
     for i in range(args.numpy_images):
-        reference.render(maps_np[i], probs_np[i], size=args.size, num_points=args.points, rng=rng)
+        reference.render(
+            maps_np[i], probs_np[i], size=args.size, num_points=args.points, pad=spec.pad, rng=rng
+        )
     results["numpy"] = args.numpy_images / (time.perf_counter() - t0)
 
     numba_fn = numba_renderer()
@@ -125,13 +133,15 @@ def main() -> None:
         run = lambda: numba_fn(maps_np, probs_np, args.size, args.points, spec.pad, 0)
         results["numba"] = args.batch / timeit(run, args.repeats)
 
-    print(f"\n{'renderer':<10}{'img/s':>10}")
+    print(f"\n{'renderer':<12}{'img/s':>10}")
     for name, v in results.items():
-        print(f"{name:<10}{v:>10.1f}")
-    print(f"\nratio jax / numpy: {results['jax'] / results['numpy']:.0f}x  (target >= 300x)")
-    if "numba" in results:
-        print(f"ratio jax / numba: {results['jax'] / results['numba']:.2f}x  (target >= 1.5x)")
-    else:
+        print(f"{name:<12}{v:>10.1f}")
+    for name in ("jax paste", "jax union"):
+        print(f"\nratio {name} / numpy: {results[name] / results['numpy']:.0f}x", end="")
+        if "numba" in results:
+            print(f", / numba: {results[name] / results['numba']:.2f}x", end="")
+    print("  (targets at 224 px: >= 300x numpy, >= 2.5x numba)")
+    if "numba" not in results:
         print("numba not installed: pip install numba (in the dev extras) for that ratio")
 
     # Where the JAX renderer's time goes: each stage jitted alone on the same batch.
@@ -139,17 +149,21 @@ def main() -> None:
     walk = jax.jit(lambda s, u: render_lib.walk(s, u, spec.burn_in))
     x, y = walk(systems, u)
     raster = jax.jit(lambda x, y: render_lib.rasterize(x, y, args.size, spec.pad))
-    lit = raster(x, y)
+    row, col, _ = raster(x, y)
+    scatter = jax.jit(lambda r, c: render_lib.last_point_index(r, c, args.size))
+    last = scatter(row, col)
     seeds = jnp.arange(args.batch, dtype=jnp.uint32)
-    masks = jax.vmap(render_lib.patch_masks, in_axes=(0, None))
-    patch = jax.jit(lambda lit, s: render_lib.dilate_patches(lit, masks(s, args.size)))
+    paste = jax.jit(render_lib.paste_patches)
+    union = jax.jit(lambda last, s: render_lib.union_patches(last >= 0, s))
     uniforms = jax.jit(lambda k: render_lib._walk_uniforms(spec, k))
     points = jax.jit(lambda s, k: render_lib.render(dataclasses.replace(spec, patch="none"), s, k))
     stages = {
         "walk uniforms (shared)": lambda: uniforms(key),
         "walk (scan)": lambda: walk(systems, u),
-        "rescale + scatter": lambda: raster(x, y),
-        "patch masks + dilation": lambda: patch(lit, seeds),
+        "rescale": lambda: raster(x, y),
+        "scatter-max of indices": lambda: scatter(row, col),
+        "official pastes": lambda: paste(last, seeds),
+        "OR-ed patches": lambda: union(last, seeds),
         "points only (no patches)": lambda: points(systems, key),
     }
     print("\nJAX stages (img/s of each stage alone):")

@@ -1,12 +1,17 @@
 """Cost of rendering inside the train step: step time with in-step rendering vs fixed images.
 
   python benchmarks/train_bench.py [--config mini|vit_ti] [--source onepfrac|fractaldb|ofdb|
-      real_image] [--dtype float32|bfloat16] [--batch N] [--steps 10]
+      real_image] [--dtype float32|bfloat16] [--batch N] [--steps 10] [--variant previous]
 
 Both steps are the same jit-compiled ``train.make_train_step`` (augmentation, forward,
 LPCE, AdamW update); the reference reads its images from a bank of pre-rendered images on
 the device (as a perfect data loader would deliver them) instead of rendering them. Prints
 the median step time of each, their ratio (goal: <= 1.10 on a GPU) and img/s.
+
+``--variant official`` (default) is the config as it is: for 1p-frac the official data
+(512 px canvas for vit_ti, speckled pastes, fixed images, per-class rejection);
+``--variant previous`` is the renderer before it was made faithful: OR-ed patches, every
+walker from the origin, fresh images every step, rendered at the model's input size.
 """
 
 from __future__ import annotations
@@ -47,6 +52,7 @@ def main() -> None:
     parser.add_argument("--bank", type=int, default=64, help="pre-rendered images in the bank")
     parser.add_argument("--source", default="onepfrac", help="configs/<source>.py for non-1p-frac")
     parser.add_argument("--dtype", default=None, help="model.dtype override (e.g. bfloat16)")
+    parser.add_argument("--variant", choices=("official", "previous"), default="official")
     args = parser.parse_args()
 
     if args.source == "onepfrac":
@@ -57,6 +63,13 @@ def main() -> None:
         config.model.dtype = args.dtype
     if args.batch:
         config.batch_size = args.batch
+    if args.variant == "previous":
+        size = train.input_size(config)
+        config.input_size = 0
+        config.render.update(dict(image_size=size, pad=3 if size >= 64 else 1, patch="union"))
+        config.render.walk_start = "origin"
+        if args.source == "onepfrac":
+            config.source.data = "stream"
     mesh = sharding.data_mesh()
     source = sources.make(config)
     model = train.make_model(config, source.num_classes)
@@ -69,8 +82,9 @@ def main() -> None:
 
     dev = jax.devices()[0]
     print(
-        f"{args.config} {args.source}: {config.model.variant} ({config.model.dtype}), "
-        f"{config.render.image_size} px, batch "
+        f"{args.config} {args.source} ({args.variant}): {config.model.variant} "
+        f"({config.model.dtype}), {config.render.image_size} px -> "
+        f"{train.input_size(config)} px, batch "
         f"{config.batch_size}, "
         f"{config.render.walkers * config.render.steps} points/image; "
         f"{len(jax.devices())} x {dev.platform} ({dev.device_kind})"

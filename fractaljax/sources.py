@@ -105,6 +105,27 @@ def fixed_image_keys(patch_key: jax.Array, labels: jax.Array) -> jax.Array:
     return jax.vmap(lambda lab: jax.random.fold_in(patch_key, lab))(labels)
 
 
+@functools.partial(jax.jit, static_argnums=(7, 8, 9))
+def _class_candidates(key, base, ids, attempt, delta, walk_key, patch_key, spec, keep, steps):
+    """Attempt ``attempt`` of classes ``ids`` and their fill rates (-1: diverged). Module
+    level, so that every source of the same shapes reuses one compilation."""
+    draw = lambda i: ifs_lib.perturb_one(
+        jax.random.fold_in(jax.random.fold_in(key, i), attempt), base, delta, keep
+    )
+    systems = jax.vmap(draw)(ids)
+    _, fill = render_lib.render_with_fill(spec, systems, walk_key, fixed_image_keys(patch_key, ids))
+    if steps:
+        u = jax.random.uniform(jax.random.fold_in(walk_key, 1), (steps,))
+        fill = jnp.where(render_lib.diverges(systems, u), -1.0, fill)
+    return systems, fill
+
+
+@functools.partial(jax.jit, static_argnums=(1, 4, 5))
+def _filled_base(key, n_maps, sigma, min_fill, spec, max_tries):
+    sampler = lambda k: ifs_lib.sample_sigma_factor(k, n_maps, sigma)
+    return render_lib.sample_filled(key, sampler, spec, min_fill, max_tries)
+
+
 def perturb_filled(
     key: jax.Array,
     base: IFS,
@@ -140,20 +161,9 @@ def perturb_filled(
       ConfigError: a class found no passing perturbation in ``max_tries`` attempts.
     """
     check = dataclasses.replace(spec, color=False, background="black")
-
-    @jax.jit
-    def candidates(ids, attempt):
-        draw = lambda i: ifs_lib.perturb_one(
-            jax.random.fold_in(jax.random.fold_in(key, i), attempt), base, delta, keep_probs
-        )
-        systems = jax.vmap(draw)(ids)
-        _, fill = render_lib.render_with_fill(
-            check, systems, walk_key, fixed_image_keys(patch_key, ids)
-        )
-        if diverge_steps:
-            u = jax.random.uniform(jax.random.fold_in(walk_key, 1), (diverge_steps,))
-            fill = jnp.where(render_lib.diverges(systems, u), -1.0, fill)  # -1: diverged
-        return systems, fill
+    candidates = lambda ids, attempt: _class_candidates(
+        key, base, ids, attempt, delta, walk_key, patch_key, check, keep_probs, diverge_steps
+    )
 
     n_maps = base.maps.shape[0]
     maps = np.zeros((num, n_maps, 6), np.float32)

@@ -51,3 +51,17 @@ def test_bad_input_is_one_line_exit_2(run, tmp_path, args, needle):
     assert res.returncode == 2, (res.returncode, res.stderr[-2000:])
     lines = res.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error:") and needle in lines[0], lines
+
+
+def test_compare_official_draws_the_three_columns(run, tmp_path):
+    out = tmp_path / "cmp.png"
+    res = run("experiments.compare_official", f"--out={out}", "--size=96", "--zoom=32")
+    assert res.returncode == 0, res.stderr[-2000:]
+    shares = {
+        line.split()[0] + line.split()[1]: float(line.split()[-1])
+        for line in res.stdout.splitlines()
+        if "neighbour share" in line
+    }
+    assert len(shares) == 3 and out.exists()
+    official, paste = shares["officialgenerator"], shares["fractaljaxpatch='paste'"]
+    assert abs(official - paste) < 0.05 and shares["fractaljaxpatch='union'"] > official + 0.2
