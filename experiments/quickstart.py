@@ -21,7 +21,7 @@ import time
 from absl import flags
 
 from configs import finetune_mini
-from fractaljax import cli, downstream, train
+from fractaljax import cli, downstream, probe, train
 from fractaljax import finetune as ft_lib
 
 _CONFIG = cli.define_config("onepfrac_mini", "Pre-training config file.")
@@ -73,7 +73,7 @@ def main(argv) -> None:
         run = ft_lib.finetune(
             ft, pre, init, os.path.join(workdir, f"finetune_{name[:6].strip()}"), data=data
         )
-        best = max(probes, key=lambda k: probes[k]["accuracy"])
+        best = probe.best_layer(probes)  # chosen on validation data, not test
         rows[name] = {
             "finetune_top1": run["test_accuracy"],
             "probe_last_layer_top1": probes["pre_logits"]["accuracy"],

@@ -32,7 +32,7 @@ import ml_collections
 import numpy as np
 from absl import flags
 
-from fractaljax import cli, config_utils, train
+from fractaljax import cli, config_utils, probe, train
 from fractaljax import finetune as ft_lib
 from fractaljax.ifs import ConfigError
 from fractaljax.metrics import format_duration, read_jsonl
@@ -81,7 +81,7 @@ def evaluate(name, model, params, init, data, ft, pre, point_dir) -> dict:
     probes = ft_lib.linear_probe(model, params, data)
     t_probe = time.perf_counter() - t0
     run = ft_lib.finetune(ft, pre, init, os.path.join(point_dir, "finetune"), data=data)
-    best = max(probes, key=lambda k: probes[k]["accuracy"])
+    best = probe.best_layer(probes)  # chosen on validation data, not test
     row = {
         "finetune_top1": run["test_accuracy"],
         "probe_last_top1": probes["pre_logits"]["accuracy"],

@@ -116,3 +116,10 @@ def probe_layers(
         k: ridge_probe(train_feats[k], train_y, test_feats[k], test_y, num_classes)
         for k in train_feats
     }
+
+
+def best_layer(probes: dict[str, dict[str, float]]) -> str:
+    """The layer whose probe did best on its held-out *validation* split of the train set
+    (``val_accuracy``); the test accuracy never takes part in the choice. Ties go to the
+    earlier layer."""
+    return max(probes, key=lambda k: probes[k]["val_accuracy"])

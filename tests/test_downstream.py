@@ -152,3 +152,12 @@ def test_quickstart_small(run, tmp_path):
     out = json.loads((tmp_path / "qs" / "quickstart.json").read_text())
     assert set(out["rows"]) == {"1p-frac", "random init"}
     assert all(0 <= r["finetune_top1"] <= 1 for r in out["rows"].values())
+
+
+def test_best_layer_is_chosen_on_validation_never_on_test():
+    probes = {
+        "block0": {"accuracy": 0.90, "val_accuracy": 0.60},  # best on test
+        "block1": {"accuracy": 0.70, "val_accuracy": 0.80},  # best on validation
+        "pre_logits": {"accuracy": 0.80, "val_accuracy": 0.80},  # a tie: the earlier wins
+    }
+    assert probe.best_layer(probes) == "block1"
