@@ -33,7 +33,7 @@ def get_config() -> ml_collections.ConfigDict:
     c.sweep = ml_collections.ConfigDict()
     c.sweep.field = "source.delta"  # any dotted field of `pretrain`, or 'source'
     c.sweep.grid = (0.001, 0.01, 0.05, 0.1, 0.2)
-    c.sweep.seeds = (0,)
+    c.sweep.seeds = (0, 1, 2)
     c.sweep.random_init = True  # also evaluate a random init (per seed)
     c.sweep.log_x = True
     c.sweep.workdir = "runs/sweep_delta_mini"

@@ -64,7 +64,7 @@ def main(argv) -> None:
     )
 
     rows = {}
-    rmodel, rparams = ft_lib.random_init(pre, seed=1)
+    rmodel, rparams = ft_lib.random_init(pre, seed=pre.seed)  # its own starting point
     for name, m, p, init in (
         ("1p-frac", model, params, params),
         ("random init", rmodel, rparams, None),

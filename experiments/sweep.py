@@ -32,7 +32,7 @@ import ml_collections
 import numpy as np
 from absl import flags
 
-from fractaljax import cli, config_utils, probe, train
+from fractaljax import cli, config_utils, probe, stats, train
 from fractaljax import finetune as ft_lib
 from fractaljax.ifs import ConfigError
 from fractaljax.metrics import format_duration, read_jsonl
@@ -113,7 +113,8 @@ def run_point(cfg, field, value, seed, data, workdir) -> dict:
     if value is None:
         pre = ml_collections.ConfigDict(cfg.pretrain.to_dict())
         pre.seed = seed
-        model, params = ft_lib.random_init(pre, seed=1000 + seed)
+        # The same init key as the pre-trained model of this seed: a paired baseline.
+        model, params = ft_lib.random_init(pre, seed=seed)
         row = {"init": "random", "value": "", "pretrain_seconds": 0.0}
         init = None
     else:
@@ -143,8 +144,8 @@ def run_point(cfg, field, value, seed, data, workdir) -> dict:
     return row
 
 
-def write_csv(rows: list[dict], path: str) -> None:
-    first = ["point", "field", "value", "seed", "init"]
+def write_csv(rows: list[dict], path: str, first=("point", "field", "value", "seed", "init")):
+    first = list(first)
     rest = sorted({k for r in rows for k in r} - set(first))
     with open(path, "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=first + rest)
@@ -170,19 +171,21 @@ def plot(rows: list[dict], field: str, workdir: str, log_x: bool, title: str) ->
     xs = values if numeric else list(range(len(values)))
     fig, ax = plt.subplots(figsize=(6.5, 4))
     for metric, color in zip(METRICS, ("C0", "C1", "C2")):
-        per = [[100 * r[metric] for r in pre if r["value"] == v] for v in values]
-        mean = [np.mean(p) for p in per]
-        lo = [m - min(p) for m, p in zip(mean, per)]
-        hi = [max(p) - m for m, p in zip(mean, per)]
+        per = [stats.mean_sd([100 * r[metric] for r in pre if r["value"] == v]) for v in values]
         label = metric.replace("_top1", "").replace("_", " ")
-        ax.errorbar(xs, mean, yerr=[lo, hi], fmt="o-", color=color, capsize=3, label=label)
+        ax.errorbar(
+            xs, [p[0] for p in per], yerr=[p[1] for p in per], fmt="o-", color=color,
+            capsize=3, label=label,
+        )  # fmt: skip
         if rand:
-            ax.axhline(np.mean([100 * r[metric] for r in rand]), color=color, ls="--", lw=1)
+            m, sd, _ = stats.mean_sd([100 * r[metric] for r in rand])
+            ax.axhline(m, color=color, ls="--", lw=1)
+            ax.axhspan(m - sd, m + sd, color=color, alpha=0.1)
     if numeric and log_x:
         ax.set_xscale("log")
     if not numeric:
         ax.set_xticks(xs, [str(v) for v in values])
-    xlabel = field + ("  (dashed: random init)" if rand else "")
+    xlabel = field + ("  (dashed: random init; bars and bands: sd over seeds)" if rand else "")
     _save(fig, ax, xlabel, "test top-1 (%)", title, os.path.join(workdir, "accuracy.png"))
 
     fig, ax = plt.subplots(figsize=(6.5, 4))
@@ -218,22 +221,41 @@ def _is_layer(key: str) -> bool:
     return key.startswith("probe_") and (key.startswith("probe_block") or key == "probe_pre_logits")
 
 
-def summary_table(rows: list[dict]) -> str:
-    """Mean and spread (min-max over seeds) of each metric, one line per value."""
-    groups: dict = {}
-    for r in rows:
-        groups.setdefault("random init" if r["init"] == "random" else r["value"], []).append(r)
-    lines = [f"{'value':<12}{'seeds':>6}{'pretrain':>10}" + "".join(f"{m:>24}" for m in METRICS)]
-    for v, rs in groups.items():
+def summary_table(summary: list[dict]) -> str:
+    """Mean +- sd over seeds of each metric, and the paired difference to the random init
+    of the same seeds with its 95% t interval over seeds, one line per value."""
+    head = f"{'value':<12}{'seeds':>6}{'pretrain':>10}"
+    lines = [head + "".join(f"{m:>36}" for m in METRICS)]
+    for s in summary:
         cells = ""
         for m in METRICS:
-            a = [100 * r[m] for r in rs]
-            cells += f"{f'{np.mean(a):.1f} ({min(a):.1f}-{max(a):.1f})':>24}"
-        top = [r.get("pretrain_top1") for r in rs if r.get("pretrain_top1") is not None]
-        pre = f"{100 * np.mean(top):.1f}" if top else "-"
+            cell = f"{100 * s[f'{m}_mean']:.1f} +- {100 * s[f'{m}_sd']:.1f}"
+            if f"{m}_diff" in s:
+                lo, hi = s[f"{m}_diff_lo"], s[f"{m}_diff_hi"]
+                ci = f" [{100 * lo:+.1f}, {100 * hi:+.1f}]" if np.isfinite(lo) else ""
+                cell += f" (d {100 * s[f'{m}_diff']:+.1f}{ci})"
+            cells += f"{cell:>36}"
+        top = s.get("pretrain_top1_mean")
+        pre = f"{100 * top:.1f}" if top is not None and np.isfinite(top) else "-"
+        v = s["value"]
         shown = f"{v:g}" if isinstance(v, float) else str(v)
-        lines.append(f"{shown:<12}{len(rs):>6}{pre:>10}{cells}")
+        lines.append(f"{shown:<12}{s['seeds']:>6}{pre:>10}{cells}")
     return "\n".join(lines)
+
+
+def summarize(rows: list[dict]) -> list[dict]:
+    """:func:`fractaljax.stats.summarize` of the metrics, plus the pre-training top-1."""
+    out = stats.summarize(rows, METRICS)
+    for s in out:
+        top = [
+            r["pretrain_top1"]
+            for r in rows
+            if r["init"] == "pretrained"
+            and r["value"] == s["value"]
+            and r.get("pretrain_top1") is not None
+        ]
+        s["pretrain_top1_mean"] = float(np.mean(top)) if top else float("nan")
+    return out
 
 
 def main(argv) -> None:
@@ -273,12 +295,20 @@ def main(argv) -> None:
         print(f"[{i + 1}/{len(points)} points, {format_duration(elapsed)} elapsed]", flush=True)
     title = f"{field} sweep, {cfg.finetune.downstream.dataset}"
     plot(rows, field, workdir, sw.log_x and _is_numeric(values), title)
+    summary = summarize(rows)
+    write_csv(summary, os.path.join(workdir, "summary.csv"), first=("value", "seeds"))
+    table = summary_table(summary)
+    with open(os.path.join(workdir, "summary.txt"), "w") as f:
+        f.write(table + "\n")
     total = sum(r["total_seconds"] for r in rows)
-    print(f"\n{title} (test top-1 %, mean (min-max) over seeds):\n{summary_table(rows)}")
+    print(
+        f"\n{title} (test top-1 %, mean +- sd over seeds; d: paired difference to the random "
+        f"init of the same seeds, [95% t interval over seeds]):\n{table}"
+    )
     print(
         f"\ncompute in these points: {format_duration(total)}; this invocation "
         f"{format_duration(time.perf_counter() - t0)}. Outputs: {workdir}/results.csv, "
-        "accuracy.png, loss.png, probe.png"
+        "summary.csv, summary.txt, accuracy.png, loss.png, probe.png"
     )
 
 

@@ -87,11 +87,13 @@ def linear_probe(model, params, data, batch_size: int = 256) -> dict[str, dict[s
 
 
 def random_init(pre: ml_collections.ConfigDict, seed: int):
-    """Parameters of ``pre``'s model at initialisation (the random-init baseline)."""
+    """Parameters of ``pre``'s model at initialisation (the random-init baseline): with the
+    pre-training's init key for ``seed`` (:func:`fractaljax.train.init_key`), the very
+    weights a pre-training run of that seed starts from."""
     model = train.make_model(pre, pre.source.num_classes)
     s = train.input_size(pre)
     x = jnp.zeros((1, s, s, pre.render.channels))
-    return model, jax.jit(model.init)(jax.random.key(seed), x)["params"]
+    return model, jax.jit(model.init)(train.init_key(seed), x)["params"]
 
 
 def plot_probe(results: dict[str, dict[str, dict[str, float]]], path: str, title: str) -> None:

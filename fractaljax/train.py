@@ -227,14 +227,18 @@ def make_eval_step(config, model, source) -> Callable:
     return eval_step
 
 
+def init_key(seed: int) -> jax.Array:
+    """The model-initialisation key of a run with ``seed``."""
+    return jax.random.fold_in(jax.random.key(seed), 0)
+
+
 def init_state(config, model, tx, mesh) -> train_state.TrainState:
     s = input_size(config)
     dummy = jnp.zeros((1, s, s, config.render.channels), jnp.float32)
-    init_key = jax.random.fold_in(jax.random.key(config.seed), 0)
 
     @jax.jit
     def init():
-        params = model.init(init_key, dummy)["params"]
+        params = model.init(init_key(config.seed), dummy)["params"]
         return train_state.TrainState.create(apply_fn=model.apply, params=params, tx=tx)
 
     return jax.device_put(init(), sharding.replicated(mesh))

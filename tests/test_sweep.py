@@ -30,7 +30,13 @@ FLAGS = [f"--config.{k}={v}" for k, v in TINY.items()]
 
 
 def test_sweep_writes_results_and_resumes(run, tmp_path):
-    args = ["experiments.sweep", f"--workdir={tmp_path}", "--config.sweep.grid=(0.5,)", *FLAGS]
+    args = [
+        "experiments.sweep",
+        f"--workdir={tmp_path}",
+        "--config.sweep.grid=(0.5,)",
+        "--config.sweep.seeds=(0,)",
+        *FLAGS,
+    ]
     res = run(*args)
     assert res.returncode == 0, res.stderr[-3000:]
     with open(tmp_path / "results.csv") as f:
@@ -45,6 +51,13 @@ def test_sweep_writes_results_and_resumes(run, tmp_path):
     for name in ("accuracy.png", "loss.png", "probe.png"):
         assert (tmp_path / name).stat().st_size > 1000
     assert "random init" in res.stdout
+    with open(tmp_path / "summary.csv") as f:
+        summary = {r["value"]: r for r in csv.DictReader(f)}
+    assert set(summary) == {"0.5", "random init"}
+    for m in ("finetune_top1", "probe_best_top1", "probe_last_top1"):
+        d = float(summary["0.5"][f"{m}_diff"])  # one seed: the paired difference itself
+        np.testing.assert_allclose(d, float(rows[0][m]) - float(rows[1][m]), atol=1e-9)
+    assert (tmp_path / "summary.txt").read_text().startswith("value")
     # A rerun skips the finished points and rewrites the same table.
     before = (tmp_path / "results.csv").read_text()
     res = run(*args)
