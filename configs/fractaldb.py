@@ -1,6 +1,7 @@
 """FractalDB-k (Kataoka et al., ACCV 2020): k random IFS categories (N in 2..7 maps, all
-parameters U(-1, 1), fill rate >= 0.2 on the official 512 px canvas), instances by parameter weighting, random 3x3 patch
-patterns and flips. The baseline 1p-frac is compared with (FractalDB-1k: 81.6 on CIFAR-100).
+parameters U(-1, 1), fill rate >= 0.2 on the official 512 px canvas), instances by parameter
+weighting, random 3x3 patch patterns and flips. The baseline 1p-frac is compared with
+(FractalDB-1k: 81.6 on CIFAR-100).
 
   python -m experiments.render --config configs/fractaldb.py:mini --out out/fractaldb
   python -m experiments.pretrain --config configs/fractaldb.py:mini --workdir runs/fdb_mini

@@ -3,7 +3,8 @@
 
   python -m experiments.sweep --config configs/sweep_delta_mini.py
 
-Mini protocol (one point ~7 minutes on a 2-core CPU, the sweep ~45 minutes):
+Mini protocol (one point ~7 minutes on a 2-core CPU; 3 seeds x (5 values + random init),
+about 2 hours):
 * pre-training: configs/onepfrac_mini.py (32 px, 10k points in 3x3 patches, ViT 'mu/8':
   width 128, 4 blocks, 16 tokens) with the paper's L = 1000 classes, 1200 steps of batch
   128 (154 images a class), flips + label smoothing;

@@ -13,11 +13,13 @@ values name a source config in configs/, e.g. ``fractaldb``) and every seed of
 2. fits per-layer ridge probes on frozen features,
 3. fine-tunes on ``finetune.downstream.num_labels`` labels (``WORKDIR/<point>/finetune``),
 
-plus the same evaluation of a random init (one per seed). A finished point is skipped
-(its ``result.json`` exists); an interrupted one resumes from its checkpoints. Outputs in
-WORKDIR: ``results.csv`` (one row per point and seed: all metrics and wall times),
-``accuracy.png`` (accuracy against the swept value, random init as lines), ``loss.png``
-(pre-training loss curves) and ``probe.png`` (probe accuracy per layer).
+plus the same evaluation of a random init per seed, from that seed's pre-training init key
+(paired). A finished point is skipped (its ``result.json`` exists); an interrupted one
+resumes from its checkpoints. Outputs in WORKDIR: ``results.csv`` (one row per point and
+seed: all metrics and wall times), ``summary.csv`` / ``summary.txt`` (mean +- sd over seeds,
+paired difference to random init with a 95% t interval over seeds), ``accuracy.png``
+(accuracy against the swept value, random init as lines), ``loss.png`` (pre-training loss
+curves) and ``probe.png`` (probe accuracy per layer).
 """
 
 from __future__ import annotations
