@@ -7,8 +7,8 @@ per-layer linear probes on 10k train / 10k test images.
 Fine-tuning follows the paper's optimiser (SGD, Nesterov momentum 0.9 as timm's 'sgd',
 weight decay 1e-4, cosine),
 with a learning rate raised for a few hundred steps (0.1 x batch / 512 instead of 0.01).
-Images are resized to the pre-training size, gray replicated to 3 channels, and normalised
-as in pre-training. Offline data: see fractaljax/downstream.py.
+Images are resized to the pre-trained model's input size, gray replicated to 3 channels,
+and normalised as in pre-training. Offline data: see fractaljax/downstream.py.
 """
 
 import ml_collections

@@ -7,9 +7,9 @@ weighting, random 3x3 patch patterns and flips. The baseline 1p-frac is compared
   python -m experiments.pretrain --config configs/fractaldb.py:mini --workdir runs/fdb_mini
   python -m experiments.pretrain --config configs/fractaldb.py --workdir runs/fdb1k   # GPU/TPU
 
-``:vit_ti`` (default) is the paper's ViT-Tiny/16 recipe at 224 px with k = 1000; ``:mini``
-is the CPU-sized run of configs/onepfrac_mini.py with k = 100. The category search runs
-once and is cached in the workdir (ifs_categories_<hash>.npz).
+``:vit_ti`` (default) is the paper's ViT-Tiny/16 recipe (512 px canvas, 224 px input),
+k = 1000; ``:mini`` is the CPU-sized run of configs/onepfrac_mini.py with k = 100. The
+category search runs once and is cached in the workdir (ifs_categories_<hash>.npz).
 """
 
 import ml_collections

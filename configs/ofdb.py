@@ -4,7 +4,8 @@ found as FractalDB's; augmentation is the only variation (OFDB-1k: 84.0 on CIFAR
   python -m experiments.render --config configs/ofdb.py:mini --out out/ofdb
   python -m experiments.pretrain --config configs/ofdb.py:mini --workdir runs/ofdb_mini
 
-``:vit_ti`` (default): ViT-Tiny/16 at 224 px, k = 1000; ``:mini``: the CPU-sized run, k = 100.
+``:vit_ti`` (default): ViT-Tiny/16 (512 px canvas, 224 px input), k = 1000; ``:mini``:
+the CPU-sized run, k = 100.
 """
 
 import ml_collections

@@ -22,7 +22,7 @@ def get_config() -> ml_collections.ConfigDict:
     c.source.num_classes = 100
 
     # A 32 px canvas, not the official 512 px one: the official images area-downsampled to
-    # 32 px are faint (mean intensity 0.03) and were not learned in this budget (DESIGN.md).
+    # 32 px are faint (mean intensity 0.03) and were not learned in a 1,200-step probe.
     c.render.image_size = 32
     c.input_size = 0  # the canvas's: no resize
     c.render.walkers = 250  # 10k points: a 32 px canvas saturates long before 100k

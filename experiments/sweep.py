@@ -109,15 +109,19 @@ def run_point(cfg, field, value, seed, data, workdir) -> dict:
     path = os.path.join(point_dir, "result.json")
     if os.path.exists(path):
         with open(path) as f:
+            done = json.load(f)
+        # A random init evaluated before it shared the pre-training's init key is no paired
+        # baseline: evaluate it again.
+        if value is not None or done.get("init_key") == "pretraining":
             print(f"{name}: done earlier, skipped", flush=True)
-            return json.load(f)
+            return done
     print(f"\n=== {name}", flush=True)
     if value is None:
         pre = ml_collections.ConfigDict(cfg.pretrain.to_dict())
         pre.seed = seed
         # The same init key as the pre-trained model of this seed: a paired baseline.
         model, params = ft_lib.random_init(pre, seed=seed)
-        row = {"init": "random", "value": "", "pretrain_seconds": 0.0}
+        row = {"init": "random", "value": "", "pretrain_seconds": 0.0, "init_key": "pretraining"}
         init = None
     else:
         pre = point_config(cfg.pretrain, field, value, seed)

@@ -236,20 +236,20 @@ def diverges(ifs: IFS, u: jax.Array) -> jax.Array:
     thr = jax.vmap(_thresholds)(ifs.probs)
     n = maps.shape[1]
 
+    coef_k = [[maps[:, k, j] for j in range(6)] for k in range(n)]  # [B] each
+
     def step(carry, u_t):
         x, y, r = carry
-        k = jnp.sum(u_t > thr[:, 1:], -1) if n > 1 else jnp.zeros(x.shape, jnp.int32)
-        a, b, c, d, e, f = (
-            jnp.take_along_axis(maps[..., j], k[:, None], -1)[:, 0] for j in range(6)
-        )
+        # The rule of walk(): the last map k with u > thr[k] (padding maps never match).
+        coef = coef_k[0]
+        for k in range(1, n):
+            pick = u_t > thr[:, k]
+            coef = [jnp.where(pick, new, old) for new, old in zip(coef_k[k], coef)]
+        a, b, c, d, e, f = coef
         x, y = a * x + b * y + e, c * x + d * y + f
         # NaN compares false: keep it sticky through jnp.maximum.
-        r = jnp.maximum(
-            r,
-            jnp.where(
-                jnp.isfinite(x) & jnp.isfinite(y), jnp.maximum(jnp.abs(x), jnp.abs(y)), jnp.inf
-            ),
-        )
+        radius = jnp.maximum(jnp.abs(x), jnp.abs(y))
+        r = jnp.maximum(r, jnp.where(jnp.isfinite(x) & jnp.isfinite(y), radius, jnp.inf))
         return (x, y, r), None
 
     zeros = jnp.zeros(maps.shape[0], jnp.float32)
@@ -317,6 +317,8 @@ def last_point_index(row: jax.Array, col: jax.Array, size: int) -> jax.Array:
     """``int32[B, size, size]``: the walk-order index (t * W + w) of the last point that fell
     on each pixel, -1 where none did. One flat scatter-max over the whole batch."""
     t, b, w = row.shape
+    if b * size * size >= 2**31 or t * w >= 2**31:
+        raise ValueError(f"batch {b} x {size}^2 px: too large for int32 pixel indices")
     idx = jnp.arange(t * w, dtype=jnp.int32).reshape(t, 1, w)
     flat = (jnp.arange(b, dtype=jnp.int32)[:, None] * size + row) * size + col
     last = (

@@ -89,7 +89,7 @@ def _check_range(cfg, name: str, lo=None, hi=None, prefix: str = "source") -> No
 
 # Key streams of the 1p-frac source, split from fold_in(key(seed), _ONEPFRAC_STREAM).
 _ONEPFRAC_STREAM = 0x1F5C
-# Classes tested per call in the rejection loop: one compiled shape for any L.
+# Classes tested per call in the rejection loop: one compiled shape for any L >= 64.
 _CLASS_CHUNK = 64
 DATA_MODES = ("fixed", "stream")
 
@@ -211,11 +211,9 @@ def onepfrac_systems(
     """
     src = config.source
     keys = _onepfrac_keys(config.seed)
-    sampler = lambda k: ifs_lib.sample_sigma_factor(k, src.n_maps, src.sigma)
-    pick = jax.jit(
-        lambda k: render_lib.sample_filled(k, sampler, spec, src.min_fill, src.max_tries)
+    base, _, ok = _filled_base(
+        keys["base"], src.n_maps, src.sigma, src.min_fill, spec, src.max_tries
     )
-    base, _, ok = pick(keys["base"])
     if not bool(ok):
         raise ConfigError(
             f"source.min_fill={src.min_fill}: no base fractal passed it in {src.max_tries} "
@@ -321,7 +319,8 @@ _LEVELS = np.arange(256, dtype=np.float32) / np.float32(255)
 
 def bank_images(bank: jax.Array, labels: jax.Array, channels: int) -> jax.Array:
     """``float32[B, H, W, channels]`` from a :func:`render_bank` bank: bit-identical to the
-    rendered images for gray fractals on black; colours are 8-bit (as the official PNGs)."""
+    rendered images for gray fractals on black whose gray level is k/255 (the official
+    127/255); other levels and colours are rounded to 8 bits (as the official PNGs)."""
     im = jnp.asarray(_LEVELS)[bank[labels]]
     return jnp.broadcast_to(im, im.shape[:3] + (channels,))
 
@@ -483,21 +482,15 @@ def make_ofdb(config: ml_collections.ConfigDict, cache_dir: str | None = None) -
     spec = render_spec(config)
     systems, _ = search_categories(config, cache_dir)
     key = jax.random.fold_in(jax.random.key(config.seed), 2)
-    draw = jax.jit(lambda s, k: jnp.round(render_lib.render(spec, s, k) * 255).astype(jnp.uint8))
-    chunk = 64  # bounds the walk's memory at 224 px
-    bank = jnp.concatenate(
-        [
-            draw(
-                IFS(systems.maps[i : i + chunk], systems.probs[i : i + chunk]),
-                jax.random.fold_in(key, i),
-            )
-            for i in range(0, src.num_classes, chunk)
-        ]
+    # One fixed walk (key) and class-keyed patches: each category's image is drawn once.
+    draw = lambda labels: render_lib.render(
+        spec, jax.tree.map(lambda a: a[labels], systems), key, fixed_image_keys(key, labels)
     )
+    bank = render_bank(draw, src.num_classes, spec)
 
     def render_labels(labels, key):
         del key  # one fixed image per category
-        return bank[labels].astype(jnp.float32) / 255.0
+        return bank_images(bank, labels, spec.channels)
 
     return Source("ofdb", src.num_classes, spec, render_labels, systems)
 

@@ -308,6 +308,8 @@ def train_and_evaluate(
     schedule = learning_rate(config)
     tx = make_optimizer(config, schedule)
     record_config(workdir, config)  # only once the config has passed every check
+    if getattr(source, "info", None):
+        print(f"source {source.name}: {source.info}", flush=True)
 
     state = init_state(config, model, tx, mesh)
     ckpt = Checkpoints(workdir, keep=config.keep_checkpoints)

@@ -109,6 +109,14 @@ def test_crop_from_the_canvas_to_the_input_size():
     x, _ = augment.augment_batch(jax.random.key(1), _images(4, 64), jnp.arange(4), 4, cfg, 16)
     assert x.shape == (4, 16, 16, 3)
     np.testing.assert_array_equal(np.asarray(augment.resize(_images(2), 16)), _images(2))
+    # The eval path's shrink (512 -> 224 there): a flat image keeps its value, a checkerboard
+    # averages out (antialiased) instead of aliasing into stripes.
+    flat = augment.resize(jnp.full((1, 64, 64, 3), 0.3), 16)
+    np.testing.assert_allclose(np.asarray(flat), 0.3, atol=1e-5)
+    board = (np.indices((64, 64)).sum(0) % 2).astype(np.float32)[None, ..., None]
+    np.testing.assert_allclose(
+        np.asarray(augment.resize(jnp.asarray(board), 16))[0, 2:-2, 2:-2], 0.5, atol=0.02
+    )
 
 
 def test_randaugment_replaces_colour_jitter_as_timm():

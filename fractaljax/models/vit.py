@@ -159,7 +159,8 @@ def make(variant: str, num_classes: int, image_size: int, **kwargs) -> ViT:
     if image_size % arch["patch_size"]:
         raise ConfigError(
             f"model.variant={variant!r}: patch size {arch['patch_size']} does not divide "
-            f"render.image_size={image_size}; pick an image size that is a multiple of it"
+            f"the input size {image_size} (input_size, or render.image_size where input_size "
+            "is 0); pick an input size that is a multiple of it"
         )
     pool = kwargs.get("pool", "tok")
     if pool not in ("tok", "gap"):
