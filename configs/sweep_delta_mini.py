@@ -8,8 +8,9 @@ about 2 hours):
 * pre-training: configs/onepfrac_mini.py (32 px, 10k points in 3x3 patches, ViT 'mu/8':
   width 128, 4 blocks, 16 tokens) with the paper's L = 1000 classes, 1200 steps of batch
   128 (154 images a class), flips + label smoothing;
-* fine-tuning: configs/finetune_mini.py, 5k labels, 300 SGD steps;
-* probes: ridge on each block's pooled features, 10k train / 10k test images.
+* fine-tuning: configs/finetune_mini.py, 5k labels, 300 SGD steps; and the few-label
+  regime: 1k labels (100 a class), 300 steps;
+* probes: ridge on each block's pooled features, 10k train / 10k test images; and 1k train.
 
 Other sweeps reuse this protocol: configs/sweep_sigma_mini.py, sweep_classes_mini.py,
 sweep_sources_mini.py; paper scale: configs/sweep_delta_vit_ti.py.
@@ -35,6 +36,7 @@ def get_config() -> ml_collections.ConfigDict:
     c.sweep.field = "source.delta"  # any dotted field of `pretrain`, or 'source'
     c.sweep.grid = (0.001, 0.01, 0.05, 0.1, 0.2)
     c.sweep.seeds = (0, 1, 2)
+    c.sweep.few_labels = 1000  # also fine-tune and probe on 1k labels (100 a class); 0: off
     c.sweep.random_init = True  # also evaluate a random init (per seed)
     c.sweep.log_x = True
     c.sweep.workdir = "runs/sweep_delta_mini"

@@ -45,6 +45,13 @@ _WORKDIR = flags.DEFINE_string("workdir", None, "Sweep directory (default: sweep
 METRICS = ("finetune_top1", "probe_best_top1", "probe_last_top1")
 
 
+def metrics_of(rows: list[dict]) -> tuple[str, ...]:
+    """The headline metrics present in ``rows``: METRICS, and their few-label twins
+    (``*_<n>labels_top1``) where the sweep ran a few-label regime."""
+    few = sorted({k for r in rows for k in r if k.endswith("labels_top1")})
+    return METRICS + tuple(few)
+
+
 def source_block(name: str, like: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
     """``configs/<name>.py``'s source block, with ``like``'s number of classes."""
     try:
@@ -77,8 +84,14 @@ def point_name(field: str, value, seed: int) -> str:
     return f"{field.split('.')[-1]}={shown}_seed{seed}"
 
 
-def evaluate(name, model, params, init, data, ft, pre, point_dir) -> dict:
-    """Probes and fine-tuning (config ``ft``) of one model; their metrics and wall times."""
+def evaluate(name, model, params, init, data, ft, pre, point_dir, few_labels=0) -> dict:
+    """Probes and fine-tuning (config ``ft``) of one model; their metrics and wall times.
+
+    With ``few_labels`` > 0, also the few-label regime, where pre-training should matter
+    most: fine-tuning on the first ``few_labels`` labelled images (the same prefix for every
+    point) and probes fitted on them, as ``finetune_<n>labels_top1`` and
+    ``probe_{best,last}_<n>labels_top1``.
+    """
     t0 = time.perf_counter()
     probes = ft_lib.linear_probe(model, params, data)
     t_probe = time.perf_counter() - t0
@@ -93,11 +106,32 @@ def evaluate(name, model, params, init, data, ft, pre, point_dir) -> dict:
         "finetune_seconds": time.perf_counter() - t0 - t_probe,
     }
     row.update({f"probe_{k}": v["accuracy"] for k, v in probes.items()})
-    print(
+    msg = (
         f"{name}: fine-tune {row['finetune_top1']:.1%}, probe last {row['probe_last_top1']:.1%}"
-        f", best {row['probe_best_top1']:.1%} ({best})",
-        flush=True,
+        f", best {row['probe_best_top1']:.1%} ({best})"
     )
+    if few_labels:
+        (x_tr, y_tr), test, num_classes = data
+        few = ((x_tr[:few_labels], y_tr[:few_labels]), test, num_classes)
+        ft_few = ml_collections.ConfigDict(ft.to_dict())
+        ft_few.downstream.num_labels = few_labels
+        n = f"{few_labels}labels"
+        probes = ft_lib.linear_probe(model, params, few)
+        run = ft_lib.finetune(ft_few, pre, init, os.path.join(point_dir, f"finetune_{n}"), few)
+        best = probe.best_layer(probes)
+        row.update(
+            {
+                f"finetune_{n}_top1": run["test_accuracy"],
+                f"probe_last_{n}_top1": probes["pre_logits"]["accuracy"],
+                f"probe_best_{n}_top1": probes[best]["accuracy"],
+                f"probe_best_{n}_layer": best,
+            }
+        )
+        msg += (
+            f"; {few_labels} labels: fine-tune {row[f'finetune_{n}_top1']:.1%}, probe best "
+            f"{row[f'probe_best_{n}_top1']:.1%}"
+        )
+    print(msg, flush=True)
     return row
 
 
@@ -141,7 +175,8 @@ def run_point(cfg, field, value, seed, data, workdir) -> dict:
     # the fine-tuning's batches and augmentation.
     ft = ml_collections.ConfigDict(cfg.finetune.to_dict())
     ft.seed = seed
-    row.update(evaluate(name, model, params, init, data, ft, pre, point_dir))
+    few = cfg.sweep.get("few_labels", 0)
+    row.update(evaluate(name, model, params, init, data, ft, pre, point_dir, few))
     row["total_seconds"] = time.perf_counter() - t0
     os.makedirs(point_dir, exist_ok=True)
     with open(path + ".tmp", "w") as f:
@@ -231,10 +266,16 @@ def summary_table(summary: list[dict]) -> str:
     """Mean +- sd over seeds of each metric, and the paired difference to the random init
     of the same seeds with its 95% t interval over seeds, one line per value."""
     head = f"{'value':<12}{'seeds':>6}{'pretrain':>10}"
-    lines = [head + "".join(f"{m:>36}" for m in METRICS)]
+    # The summarised metrics, in summarize's order (the pre-training top-1 is its own column).
+    metrics = [
+        k[: -len("_mean")]
+        for k in summary[0]
+        if k.endswith("_top1_mean") and k != "pretrain_top1_mean"
+    ]
+    lines = [head + "".join(f"{m:>36}" for m in metrics)]
     for s in summary:
         cells = ""
-        for m in METRICS:
+        for m in metrics:
             cell = f"{100 * s[f'{m}_mean']:.1f} +- {100 * s[f'{m}_sd']:.1f}"
             if f"{m}_diff" in s:
                 lo, hi = s[f"{m}_diff_lo"], s[f"{m}_diff_hi"]
@@ -251,7 +292,7 @@ def summary_table(summary: list[dict]) -> str:
 
 def summarize(rows: list[dict]) -> list[dict]:
     """:func:`fractaljax.stats.summarize` of the metrics, plus the pre-training top-1."""
-    out = stats.summarize(rows, METRICS)
+    out = stats.summarize(rows, metrics_of(rows))
     for s in out:
         top = [
             r["pretrain_top1"]

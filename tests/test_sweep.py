@@ -35,6 +35,7 @@ def test_sweep_writes_results_and_resumes(run, tmp_path):
         f"--workdir={tmp_path}",
         "--config.sweep.grid=(0.5,)",
         "--config.sweep.seeds=(0,)",
+        "--config.sweep.few_labels=100",
         *FLAGS,
     ]
     res = run(*args)
@@ -54,7 +55,7 @@ def test_sweep_writes_results_and_resumes(run, tmp_path):
     with open(tmp_path / "summary.csv") as f:
         summary = {r["value"]: r for r in csv.DictReader(f)}
     assert set(summary) == {"0.5", "random init"}
-    for m in ("finetune_top1", "probe_best_top1", "probe_last_top1"):
+    for m in ("finetune_top1", "probe_best_top1", "probe_last_top1", "finetune_100labels_top1"):
         d = float(summary["0.5"][f"{m}_diff"])  # one seed: the paired difference itself
         np.testing.assert_allclose(d, float(rows[0][m]) - float(rows[1][m]), atol=1e-9)
     assert (tmp_path / "summary.txt").read_text().startswith("value")
