@@ -200,12 +200,10 @@ def onepfrac_systems(
     """The L class systems of 1p-frac: one sigma-factor base fractal, L LIEP perturbations.
 
     The base is drawn from ``config.seed`` and redrawn (at most ``source.max_tries`` times)
-    until its official image (512 px, pad 6, 100k points, pasted patches: the canvas of
-    the official class test, whatever ``spec`` is) fills more than ``source.min_fill`` (the
+    until its drawing at ``spec`` fills more than ``source.min_fill`` of the canvas (the
     official generator draws it once and relies on the class loop; a base that almost never
-    passes would make that loop endless). So a seed names the same base fractal at every
-    canvas size. Then every class is drawn at ``spec`` with the official per-class
-    rejection (:func:`perturb_filled`).
+    passes would make that loop endless). Then every class is drawn with the official
+    per-class rejection (:func:`perturb_filled`).
 
     Returns:
       ``(systems, info)``: ``maps: float32[L, N, 6]``, and ``info`` with ``redraws`` (total
@@ -213,9 +211,8 @@ def onepfrac_systems(
     """
     src = config.source
     keys = _onepfrac_keys(config.seed)
-    official = render_lib.RenderSpec(channels=1, walk_start=spec.walk_start)
     base, _, ok = _filled_base(
-        keys["base"], src.n_maps, src.sigma, src.min_fill, official, src.max_tries
+        keys["base"], src.n_maps, src.sigma, src.min_fill, spec, src.max_tries
     )
     if not bool(ok):
         raise ConfigError(

@@ -117,11 +117,3 @@ def test_classes_keep_the_base_probabilities(fixed):
 def test_bad_source_fields_name_themselves(overrides, field):
     with pytest.raises(ConfigError, match=field):
         sources.make(small(**overrides))
-
-
-def test_a_seed_names_the_same_base_fractal_at_every_canvas(fixed):
-    """The base is checked on the official 512 px canvas, not the training canvas, so the
-    mini (32 px) and larger canvases perturb the same fractal."""
-    other = sources.make(small(**{"render.image_size": 48, "render.pad": 2}))
-    assert fixed.info["redraws"] == other.info["redraws"] == 0
-    np.testing.assert_array_equal(np.asarray(other.systems.maps), np.asarray(fixed.systems.maps))
