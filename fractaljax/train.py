@@ -146,6 +146,11 @@ def validate(config: ml_collections.ConfigDict) -> None:
             raise ConfigError(f"augment.{name}={a[name]}: must be a probability in [0, 1]")
     if not 0 <= a.label_smoothing < 1:
         raise ConfigError(f"augment.label_smoothing={a.label_smoothing}: must be in [0, 1)")
+    # Checked here, not first inside the traced step, so nothing is written for a bad value.
+    augment.interpolation(a)
+    if a.get("randaugment"):
+        augment.randaugment.parse_policy(a.randaugment)
+    decay_mask({}, config.optim.get("decay_rule", "official"))
 
 
 def prepare_workdir(workdir: str, config: ml_collections.ConfigDict | None = None) -> None:

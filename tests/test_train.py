@@ -187,6 +187,9 @@ def test_bad_model_checkpoint_is_one_line_exit_2(run, tmp_path):
         (["--config.model.dtype=float8"], "model.dtype"),
         (["--config.optim.lr=-1"], "optim.lr"),
         (["--config.augment.hflip=1.5"], "augment.hflip"),
+        (["--config.augment.interpolation=lanczos"], "augment.interpolation"),
+        (["--config.augment.randaugment=rand-m9-inc0"], "inc0"),
+        (["--config.optim.decay_rule=none"], "optim.decay_rule"),
         (["--config.nonsense=1"], "nonsense"),
     ],
 )
