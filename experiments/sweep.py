@@ -324,9 +324,9 @@ def main(argv) -> None:
     data = ft_lib.load_downstream(
         cfg.finetune, train.input_size(pre), pre.render.channels, cfg.finetune.probe_train_limit
     )
-    points = [(v, s) for s in seeds for v in values]
-    if sw.random_init:
-        points += [(None, s) for s in seeds]
+    # Seed by seed, the random init first: a sweep stopped part-way still has whole, paired
+    # seeds to summarise.
+    points = [(v, s) for s in seeds for v in ([None] if sw.random_init else []) + values]
     print(
         f"sweep {field} over {values} x seeds {seeds}"
         f"{' + random init' if sw.random_init else ''}: {len(points)} points; downstream "
