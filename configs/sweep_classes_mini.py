@@ -13,7 +13,6 @@ def get_config() -> ml_collections.ConfigDict:
     c = sweep_delta_mini.get_config()
     c.sweep.field = "source.num_classes"
     c.sweep.grid = (16, 100, 1000)
-    c.sweep.random_init = False
     c.sweep.log_x = True
     c.sweep.workdir = "runs/sweep_classes_mini"
     return c

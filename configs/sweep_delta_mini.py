@@ -40,4 +40,7 @@ def get_config() -> ml_collections.ConfigDict:
     c.sweep.random_init = True  # also evaluate a random init (per seed)
     c.sweep.log_x = True
     c.sweep.workdir = "runs/sweep_delta_mini"
+    # Shared by all mini sweeps: a point met again (Delta 0.1 = sigma 3.5 = L 1000, the random
+    # inits) is read back, not recomputed.
+    c.sweep.points_dir = "runs/mini_points"
     return c

@@ -13,7 +13,6 @@ def get_config() -> ml_collections.ConfigDict:
     c = sweep_delta_mini.get_config()
     c.sweep.field = "source.sigma"
     c.sweep.grid = (3.5, 5.0, 6.0)
-    c.sweep.random_init = False  # the Delta sweep has it, same protocol
     c.sweep.log_x = False
     c.sweep.workdir = "runs/sweep_sigma_mini"
     return c

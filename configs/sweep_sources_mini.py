@@ -14,7 +14,6 @@ def get_config() -> ml_collections.ConfigDict:
     c = sweep_delta_mini.get_config()
     c.sweep.field = "source"  # values name configs/<value>.py source blocks
     c.sweep.grid = ("onepfrac", "fractaldb", "ofdb", "real_image")
-    c.sweep.random_init = False
     c.sweep.log_x = False
     c.sweep.workdir = "runs/sweep_sources_mini"
     return c

@@ -9,12 +9,15 @@ For every value of ``sweep.field`` (any dotted field of the pre-training config,
 values name a source config in configs/, e.g. ``fractaldb``) and every seed of
 ``sweep.seeds``, it
 
-1. pre-trains ``pretrain`` with that value (``WORKDIR/<point>/pretrain``),
+1. pre-trains ``pretrain`` with that value (``POINTS/<key>/pretrain``),
 2. fits per-layer ridge probes on frozen features,
-3. fine-tunes on ``finetune.downstream.num_labels`` labels (``WORKDIR/<point>/finetune``),
+3. fine-tunes on ``finetune.downstream.num_labels`` labels (``POINTS/<key>/finetune``),
 
 plus the same evaluation of a random init per seed, from that seed's pre-training init key
-(paired). A finished point is skipped (its ``result.json`` exists); an interrupted one
+(paired). POINTS is ``<sweep.points_dir>/points`` (``WORKDIR/points`` if empty) and ``<key>``
+a hash of everything the point's result depends on (:func:`point_identity`): sweeps that
+share ``points_dir`` (all the mini sweeps do) compute a shared point, such as Delta 0.1 or a
+random init, once. A finished point is skipped (its ``result.json`` exists); an interrupted one
 resumes from its checkpoints. Outputs in WORKDIR: ``results.csv`` (one row per point and
 seed: all metrics and wall times), ``summary.csv`` / ``summary.txt`` (mean +- sd over seeds,
 paired difference to random init with a 95% t interval over seeds), ``accuracy.png``
@@ -25,6 +28,7 @@ curves) and ``probe.png`` (probe accuracy per layer).
 from __future__ import annotations
 
 import csv
+import hashlib
 import importlib
 import json
 import os
@@ -40,7 +44,9 @@ from fractaljax.ifs import ConfigError
 from fractaljax.metrics import format_duration, read_jsonl
 
 _CONFIG = cli.define_config("sweep_delta_mini", "Sweep config file.")
-_WORKDIR = flags.DEFINE_string("workdir", None, "Sweep directory (default: sweep.workdir).")
+_WORKDIR = flags.DEFINE_string(
+    "workdir", None, "Tables and plots (default: sweep.workdir); points: sweep.points_dir."
+)
 
 METRICS = ("finetune_top1", "probe_best_top1", "probe_last_top1")
 
@@ -135,50 +141,89 @@ def evaluate(name, model, params, init, data, ft, pre, point_dir, few_labels=0) 
     return row
 
 
+# Bumped when a point's result would change for the same configs (its cache key includes it).
+POINT_VERSION = 1
+
+
+def point_identity(pre, ft, few_labels: int, seed: int, random_init: bool) -> dict:
+    """Everything a point's result depends on: equal identities give equal results, so
+    sweeps that share ``sweep.points_dir`` compute a shared point once.
+
+    A random init depends on the model, its input and the seed only, not on the source: its
+    features come from the init key, per parameter path, and fine-tuning draws a new head.
+    """
+    if random_init:
+        what = {
+            "random_init": {
+                "model": pre.model.to_dict(),
+                "input_size": train.input_size(pre),
+                "channels": pre.render.channels,
+                "seed": seed,
+            }
+        }
+    else:
+        what = {"pretrain": pre.to_dict()}
+    return {"version": POINT_VERSION, **what, "finetune": ft.to_dict(), "few_labels": few_labels}
+
+
+def point_key(identity: dict) -> str:
+    """A short stable hash of :func:`point_identity` (its JSON with sorted keys)."""
+    text = json.dumps(identity, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
 def run_point(cfg, field, value, seed, data, workdir) -> dict:
-    """Pre-train (or not: ``value is None`` is the random init) and evaluate one point."""
+    """Pre-train (or not: ``value is None`` is the random init) and evaluate one point.
+
+    The point lives in ``<sweep.points_dir or workdir>/points/<key>`` (see
+    :func:`point_identity`); a finished one (its ``result.json`` exists) is read back.
+    """
     t0 = time.perf_counter()
     name = point_name(field, value, seed) if value is not None else f"random_init_seed{seed}"
-    point_dir = os.path.join(workdir, name)
-    path = os.path.join(point_dir, "result.json")
-    if os.path.exists(path):
-        with open(path) as f:
-            done = json.load(f)
-        # A random init evaluated before it shared the pre-training's init key is no paired
-        # baseline: evaluate it again.
-        if value is not None or done.get("init_key") == "pretraining":
-            print(f"{name}: done earlier, skipped", flush=True)
-            return done
-    print(f"\n=== {name}", flush=True)
     if value is None:
         pre = ml_collections.ConfigDict(cfg.pretrain.to_dict())
         pre.seed = seed
-        # The same init key as the pre-trained model of this seed: a paired baseline.
-        model, params = ft_lib.random_init(pre, seed=seed)
-        row = {"init": "random", "value": "", "pretrain_seconds": 0.0, "init_key": "pretraining"}
-        init = None
     else:
         pre = point_config(cfg.pretrain, field, value, seed)
+    # The labelled subset is the same for every point (paired comparisons); the seed moves
+    # the fine-tuning's batches and augmentation.
+    ft = ml_collections.ConfigDict(cfg.finetune.to_dict())
+    ft.seed = seed
+    few = cfg.sweep.get("few_labels", 0)
+    identity = point_identity(pre, ft, few, seed, random_init=value is None)
+    root = cfg.sweep.get("points_dir", "") or workdir
+    point_dir = os.path.join(root, "points", point_key(identity))
+    path = os.path.join(point_dir, "result.json")
+    here = {"field": field, "value": "" if value is None else value, "seed": seed, "point": name}
+    here["dir"] = point_dir
+    if os.path.exists(path):
+        with open(path) as f:
+            done = json.load(f)
+        print(f"{name}: done earlier, skipped ({point_dir})", flush=True)
+        return {**done, **here}  # the same point may have another name in another sweep
+    print(f"\n=== {name} ({point_dir})", flush=True)
+    os.makedirs(point_dir, exist_ok=True)
+    with open(os.path.join(point_dir, "identity.json"), "w") as f:
+        json.dump(identity, f, indent=2, sort_keys=True, default=str)
+    if value is None:
+        # The same init key as the pre-trained model of this seed: a paired baseline.
+        model, params = ft_lib.random_init(pre, seed=seed)
+        row = {"init": "random", "pretrain_seconds": 0.0}
+        init = None
+    else:
         s = train.train_and_evaluate(pre, os.path.join(point_dir, "pretrain"))
         pre, model, params = train.load_pretrained(os.path.join(point_dir, "pretrain"))
         row = {
             "init": "pretrained",
-            "value": value,
             "pretrain_first_loss": s.get("first_loss"),
             "pretrain_last_loss": s.get("last_loss"),
             "pretrain_top1": s.get("eval_accuracy"),
             "pretrain_seconds": time.perf_counter() - t0,
         }
         init = params
-    row.update(field=field, seed=seed, point=name)
-    # The labelled subset is the same for every point (paired comparisons); the seed moves
-    # the fine-tuning's batches and augmentation.
-    ft = ml_collections.ConfigDict(cfg.finetune.to_dict())
-    ft.seed = seed
-    few = cfg.sweep.get("few_labels", 0)
+    row.update(here)
     row.update(evaluate(name, model, params, init, data, ft, pre, point_dir, few))
     row["total_seconds"] = time.perf_counter() - t0
-    os.makedirs(point_dir, exist_ok=True)
     with open(path + ".tmp", "w") as f:
         json.dump(row, f, indent=2)
     os.replace(path + ".tmp", path)  # a point counts as done only once written whole
@@ -231,7 +276,7 @@ def plot(rows: list[dict], field: str, workdir: str, log_x: bool, title: str) ->
 
     fig, ax = plt.subplots(figsize=(6.5, 4))
     for r in pre:
-        log = os.path.join(workdir, r["point"], "pretrain", "metrics.jsonl")
+        log = os.path.join(r.get("dir", ""), "pretrain", "metrics.jsonl")
         if os.path.exists(log):
             m = read_jsonl(log)
             ax.plot([x["step"] for x in m], [x["loss"] for x in m], label=r["point"])

@@ -36,13 +36,15 @@ def test_sweep_writes_results_and_resumes(run, tmp_path):
         "--config.sweep.grid=(0.5,)",
         "--config.sweep.seeds=(0,)",
         "--config.sweep.few_labels=100",
+        "--config.sweep.points_dir=",  # '': WORKDIR/points
         *FLAGS,
     ]
     res = run(*args)
     assert res.returncode == 0, res.stderr[-3000:]
     with open(tmp_path / "results.csv") as f:
         rows = list(csv.DictReader(f))
-    assert [r["point"] for r in rows] == ["delta=0.5_seed0", "random_init_seed0"]
+    assert [r["point"] for r in rows] == ["random_init_seed0", "delta=0.5_seed0"]
+    rows = rows[::-1]  # pre-trained, random
     for r in rows:
         for m in ("finetune_top1", "probe_best_top1", "probe_last_top1", "probe_block0"):
             assert 0.0 <= float(r[m]) <= 1.0, (m, r[m])
@@ -52,6 +54,7 @@ def test_sweep_writes_results_and_resumes(run, tmp_path):
     for name in ("accuracy.png", "loss.png", "probe.png"):
         assert (tmp_path / name).stat().st_size > 1000
     assert "random init" in res.stdout
+    assert len(list((tmp_path / "points").glob("*/result.json"))) == 2
     with open(tmp_path / "summary.csv") as f:
         summary = {r["value"]: r for r in csv.DictReader(f)}
     assert set(summary) == {"0.5", "random init"}
@@ -65,6 +68,25 @@ def test_sweep_writes_results_and_resumes(run, tmp_path):
     assert res.returncode == 0, res.stderr[-3000:]
     assert res.stdout.count("done earlier, skipped") == 2
     assert (tmp_path / "results.csv").read_text() == before
+    # Another sweep sharing the points directory meets the same two points under other names
+    # (sigma 3.5 is the default) and reads them back.
+    res = run(
+        "experiments.sweep",
+        f"--workdir={tmp_path}/sigma",
+        f"--config.sweep.points_dir={tmp_path}",
+        "--config.sweep.field=source.sigma",
+        "--config.sweep.grid=(3.5,)",
+        "--config.sweep.seeds=(0,)",
+        "--config.sweep.few_labels=100",
+        "--config.pretrain.source.delta=0.5",
+        *FLAGS,
+    )
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert res.stdout.count("done earlier, skipped") == 2
+    with open(tmp_path / "sigma" / "results.csv") as f:
+        again = list(csv.DictReader(f))
+    assert [r["point"] for r in again] == ["random_init_seed0", "sigma=3.5_seed0"]
+    assert again[1]["finetune_top1"] == rows[0]["finetune_top1"]
 
 
 def test_point_configs():
