@@ -34,6 +34,7 @@ import ml_collections
 import numpy as np
 
 from fractaljax import ifs as ifs_lib
+from fractaljax import keys as keys_lib
 from fractaljax import real_image
 from fractaljax import render as render_lib
 from fractaljax.ifs import IFS, ConfigError
@@ -87,8 +88,6 @@ def _check_range(cfg, name: str, lo=None, hi=None, prefix: str = "source") -> No
         raise ConfigError(f"{prefix}.{name}={v}: must be in {rng}")
 
 
-# Key streams of the 1p-frac source, split from fold_in(key(seed), _ONEPFRAC_STREAM).
-_ONEPFRAC_STREAM = 0x1F5C
 # Classes tested per call in the rejection loop: one compiled shape for any L >= 64.
 _CLASS_CHUNK = 64
 DATA_MODES = ("fixed", "stream")
@@ -96,7 +95,7 @@ DATA_MODES = ("fixed", "stream")
 
 def _onepfrac_keys(seed: int) -> dict[str, jax.Array]:
     names = ("base", "classes", "walk", "patches")
-    keys = jax.random.split(jax.random.fold_in(jax.random.key(seed), _ONEPFRAC_STREAM), 4)
+    keys = jax.random.split(keys_lib.stream(seed, "onepfrac"), 4)
     return dict(zip(names, keys))
 
 
@@ -388,8 +387,9 @@ def search_categories(
 ) -> tuple[IFS, np.ndarray]:
     """FractalDB's category search: the first k random IFS whose fill rate >= min_fill.
 
-    Candidate i is drawn from ``fold_in(split(key(seed))[0], i)``: N ~ U{min_maps..max_maps}
-    maps with all parameters ~ U(-1, 1) (padded to ``max_maps`` with zero-probability maps).
+    Candidate i is drawn from ``fold_in(split(stream(seed, 'fractaldb'))[0], i)``:
+    N ~ U{min_maps..max_maps} maps with all parameters ~ U(-1, 1) (padded to ``max_maps``
+    with zero-probability maps).
     Its fill rate is the smaller of those of two point renderings at :func:`search_spec`
     (two walks). The result depends only on the config; with a ``cache_dir`` it is saved
     there as ``ifs_categories_<hash>.npz`` and read back on the next call.
@@ -405,7 +405,7 @@ def search_categories(
     check = search_spec(config)
     what = dict(
         seed=config.seed, k=src.num_classes, min_maps=src.min_maps, max_maps=src.max_maps,
-        min_fill=src.min_fill, render=dataclasses.asdict(check), batch=_SEARCH_BATCH, v=3,
+        min_fill=src.min_fill, render=dataclasses.asdict(check), batch=_SEARCH_BATCH, v=4,
     )  # fmt: skip
     digest = hashlib.sha1(json.dumps(what, sort_keys=True).encode()).hexdigest()[:12]
     path = cache_dir and os.path.join(cache_dir, f"ifs_categories_{digest}.npz")
@@ -416,7 +416,7 @@ def search_categories(
         except (OSError, ValueError, KeyError):
             print(f"{path}: unreadable cache, searching the categories again", flush=True)
 
-    key = jax.random.key(config.seed)
+    key = keys_lib.stream(config.seed, "fractaldb")
     t0 = time.perf_counter()
     kept_maps, kept_probs, kept_fills, tried = [], [], [], 0
     max_batches = max(4, 100 * src.num_classes // _SEARCH_BATCH)  # 100 candidates a category
@@ -499,7 +499,7 @@ def make_ofdb(config: ml_collections.ConfigDict, cache_dir: str | None = None) -
     src = config.source
     spec = render_spec(config)
     systems, _ = search_categories(config, cache_dir)
-    key = jax.random.fold_in(jax.random.key(config.seed), 2)
+    key = keys_lib.stream(config.seed, "ofdb")
     # One fixed walk (key) and class-keyed patches: each category's image is drawn once.
     draw = lambda labels: render_fixed(
         spec, jax.tree.map(lambda a: a[labels], systems), labels, key, key
@@ -546,7 +546,7 @@ def make_real_image(config: ml_collections.ConfigDict, cache_dir: str | None = N
         base = base * spec.gray_level
     base = jnp.broadcast_to(base, base.shape[:2] + (spec.channels,))
     warps = real_image.sample_warps(
-        jax.random.fold_in(jax.random.key(config.seed), 3),
+        keys_lib.stream(config.seed, "real_image"),
         src.num_classes,
         src.perturbation,
         src.delta,

@@ -27,7 +27,7 @@ import numpy as np
 import optax
 from flax.training import train_state
 
-from fractaljax import augment, sharding, sources
+from fractaljax import augment, keys, sharding, sources
 from fractaljax.checkpoint import Checkpoints
 from fractaljax.cli import UserError
 from fractaljax.ifs import ConfigError
@@ -179,8 +179,7 @@ def record_config(workdir: str, config: ml_collections.ConfigDict) -> None:
 
 def make_train_step(config, model, source, tx, schedule, mesh) -> Callable:
     """``train_step(state, step) -> (state, metrics)``, jit-compiled, batch sharded on mesh."""
-    root = jax.random.key(config.seed)
-    data_key, step_key = jax.random.fold_in(root, 1), jax.random.fold_in(root, 2)
+    data_key, step_key = keys.stream(config.seed, "data"), keys.stream(config.seed, "step")
     batch_sharding = sharding.batch_sharded(mesh)
     num_classes = source.num_classes
 
@@ -217,7 +216,7 @@ def make_train_step(config, model, source, tx, schedule, mesh) -> Callable:
 
 def make_eval_step(config, model, source) -> Callable:
     """Clean (unaugmented) loss and top-1 on a fixed batch of the pre-training task."""
-    key = jax.random.fold_in(jax.random.key(config.seed), 3)
+    key = keys.stream(config.seed, "eval")
 
     @jax.jit
     def eval_step(params):
@@ -234,7 +233,7 @@ def make_eval_step(config, model, source) -> Callable:
 
 def init_key(seed: int) -> jax.Array:
     """The model-initialisation key of a run with ``seed``."""
-    return jax.random.fold_in(jax.random.key(seed), 0)
+    return keys.stream(seed, "init")
 
 
 def init_state(config, model, tx, mesh) -> train_state.TrainState:

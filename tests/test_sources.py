@@ -59,11 +59,14 @@ def test_fractaldb_categories_pass_their_fill_rate_and_are_cached(fdb_source):
     systems, fills = sources.search_categories(c, str(cache))
     np.testing.assert_array_equal(systems.maps, src.systems.maps)
     assert fills.shape == (12,) and fills.min() >= 0.2
-    # Measured again on other walks: the fill rate is a property of the system (up to the
-    # walk's noise at 4k points), not of the walk the search used.
-    for seed in range(3):
-        fill = render.fill_rate(spec, src.systems, jax.random.key(100 + seed))
-        assert float(fill.min()) >= 0.15 and float(jnp.median(fill)) >= 0.2, fill
+    # Measured again on other walks: the fill rate is mostly a property of the system, not
+    # of the walks the search used. Not always: a few far points of one walk can shrink the
+    # rest when the canvas is rescaled (measured, seeds 0-2 x 5 walks: 3 of 36 categories
+    # fell to 0.07-0.16 on some walk), so the claim is about most (category, walk) pairs.
+    fill = np.stack(
+        [render.fill_rate(spec, src.systems, jax.random.key(100 + seed)) for seed in range(3)]
+    )
+    assert np.median(fill) >= 0.2 and np.mean(fill >= 0.15) >= 0.9, fill
     n = (src.systems.probs > 0).sum(-1)
     assert int(n.min()) >= 2 and int(n.max()) <= 7  # the official randint(2, 8)
     assert len(set(np.asarray(n).tolist())) > 1  # N varies over categories

@@ -1,0 +1,36 @@
+"""The named PRNG key streams of a run: every random draw of fractaljax starts from one.
+
+A run with ``seed`` has one root key, ``jax.random.key(seed)``, and each consumer folds in
+its own constant: ``stream(seed, 'init')`` initialises the model, ``'data'`` draws the
+pre-training batches (``fold_in(stream, step)``), ``'step'`` the augmentation and dropout of
+a step, ``'eval'`` the fixed evaluation batch, and each source's construction (the 1p-frac
+base fractal and perturbations, the OFDB bank, the real image's warps, FractalDB's category
+search) has a stream of its own. Distinct constants give independent streams; before they
+were named, the OFDB bank shared its key with the step stream and the real-image warps with
+the evaluation batch.
+
+The values of the first streams (init 0, data 1, step 2, eval 3, 1p-frac 0x1F5C) are kept
+from earlier versions, so 1p-frac runs and their results are unchanged.
+"""
+
+from __future__ import annotations
+
+import jax
+
+STREAMS: dict[str, int] = {
+    "init": 0,  # model parameters
+    "data": 1,  # pre-training batches: labels and fresh renders, fold_in(., step)
+    "step": 2,  # augmentation and dropout, fold_in(., step)
+    "eval": 3,  # the fixed evaluation batch of the pre-training task
+    "onepfrac": 0x1F5C,  # 1p-frac: base fractal, perturbations, fixed walk and patches
+    "ofdb": 0x0FDB,  # OFDB: the one drawing of each category
+    "real_image": 0x1AE6,  # one real image: the L affine warps
+    "fractaldb": 0xFDB1,  # FractalDB: the category search (candidates and test walks)
+}
+
+
+def stream(seed: int, name: str) -> jax.Array:
+    """The key of stream ``name`` (one of :data:`STREAMS`) of a run with ``seed``."""
+    if name not in STREAMS:
+        raise KeyError(f"no key stream {name!r}; streams: {', '.join(STREAMS)}")
+    return jax.random.fold_in(jax.random.key(seed), STREAMS[name])
