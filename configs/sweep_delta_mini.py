@@ -43,4 +43,6 @@ def get_config() -> ml_collections.ConfigDict:
     # Shared by all mini sweeps: a point met again (Delta 0.1 = sigma 3.5 = L 1000, the random
     # inits) is read back, not recomputed.
     c.sweep.points_dir = "runs/mini_points"
+    # Each finished point's result (JSON, committed): read back before anything is computed.
+    c.sweep.store_dir = "docs/results/mini_points"
     return c

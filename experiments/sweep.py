@@ -17,12 +17,16 @@ plus the same evaluation of a random init per seed, from that seed's pre-trainin
 (paired). POINTS is ``<sweep.points_dir>/points`` (``WORKDIR/points`` if empty) and ``<key>``
 a hash of everything the point's result depends on (:func:`point_identity`): sweeps that
 share ``points_dir`` (all the mini sweeps do) compute a shared point, such as Delta 0.1 or a
-random init, once. A finished point is skipped (its ``result.json`` exists); an interrupted one
-resumes from its checkpoints. Outputs in WORKDIR: ``results.csv`` (one row per point and
-seed: all metrics and wall times), ``summary.csv`` / ``summary.txt`` (mean +- sd over seeds,
-paired difference to random init with a 95% t interval over seeds), ``accuracy.png``
-(accuracy against the swept value, random init as lines), ``loss.png`` (pre-training loss
-curves) and ``probe.png`` (probe accuracy per layer).
+random init, once. A finished point is read back, not computed: from its ``result.json``, or
+from the store ``<sweep.store_dir>/<key>.json`` (identity, result row and loss curve; the mini
+sweeps keep theirs, committed, in docs/results/mini_points, so a clone has every finished
+point). An interrupted point resumes from its checkpoints.
+
+Outputs in WORKDIR: ``results.csv`` (one row per point and seed: all metrics and wall
+times), ``summary.csv`` / ``summary.txt`` (mean +- sd over seeds, paired difference to
+random init with a 95% t interval over seeds), ``accuracy.png`` (accuracy against the
+swept value, random init as lines), ``loss.png`` (pre-training loss curves) and
+``probe.png`` (probe accuracy per layer).
 """
 
 from __future__ import annotations
@@ -191,16 +195,21 @@ def run_point(cfg, field, value, seed, data, workdir) -> dict:
     ft.seed = seed
     few = cfg.sweep.get("few_labels", 0)
     identity = point_identity(pre, ft, few, seed, random_init=value is None)
+    key = point_key(identity)
     root = cfg.sweep.get("points_dir", "") or workdir
-    point_dir = os.path.join(root, "points", point_key(identity))
+    point_dir = os.path.join(root, "points", key)
     path = os.path.join(point_dir, "result.json")
+    store = cfg.sweep.get("store_dir", "")
+    stored = store and os.path.join(store, f"{key}.json")
     here = {"field": field, "value": "" if value is None else value, "seed": seed, "point": name}
     here["dir"] = point_dir
-    if os.path.exists(path):
-        with open(path) as f:
-            done = json.load(f)
-        print(f"{name}: done earlier, skipped ({point_dir})", flush=True)
-        return {**done, **here}  # the same point may have another name in another sweep
+    for done_path in (stored, path):
+        if done_path and os.path.exists(done_path):
+            with open(done_path) as f:
+                done = json.load(f)
+            done = done.get("result", done)  # a store file holds the identity beside it
+            print(f"{name}: done earlier, skipped ({done_path})", flush=True)
+            return {**done, **here}  # the same point may have another name in another sweep
     print(f"\n=== {name} ({point_dir})", flush=True)
     os.makedirs(point_dir, exist_ok=True)
     with open(os.path.join(point_dir, "identity.json"), "w") as f:
@@ -227,7 +236,33 @@ def run_point(cfg, field, value, seed, data, workdir) -> dict:
     with open(path + ".tmp", "w") as f:
         json.dump(row, f, indent=2)
     os.replace(path + ".tmp", path)  # a point counts as done only once written whole
+    if store:
+        write_stored(stored, identity, row)
     return row
+
+
+def write_stored(path: str, identity: dict, row: dict) -> None:
+    """A point's result in the store (``sweep.store_dir``, small enough to commit): its
+    identity, its result row and its pre-training loss curve. A sweep reads a point from
+    there before it computes it, so committed results are reused on any machine."""
+    log = os.path.join(row["dir"], "pretrain", "metrics.jsonl")
+    curve = [[m["step"], m["loss"]] for m in read_jsonl(log)] if os.path.exists(log) else []
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path + ".tmp", "w") as f:
+        json.dump({"identity": identity, "result": row, "loss_curve": curve}, f, indent=1)
+    os.replace(path + ".tmp", path)
+
+
+def loss_curve(row: dict, store: str) -> list[tuple[int, float]]:
+    """The pre-training loss curve of a pre-trained point: from its run, else its store file."""
+    log = os.path.join(row.get("dir", ""), "pretrain", "metrics.jsonl")
+    if os.path.exists(log):
+        return [(m["step"], m["loss"]) for m in read_jsonl(log)]
+    path = store and os.path.join(store, os.path.basename(row.get("dir", "")) + ".json")
+    if path and os.path.exists(path):
+        with open(path) as f:
+            return [tuple(x) for x in json.load(f)["loss_curve"]]
+    return []
 
 
 def write_csv(rows: list[dict], path: str, first=("point", "field", "value", "seed", "init")):
@@ -243,7 +278,7 @@ def _is_numeric(values) -> bool:
     return all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values)
 
 
-def plot(rows: list[dict], field: str, workdir: str, log_x: bool, title: str) -> None:
+def plot(rows: list[dict], field: str, workdir: str, log_x: bool, title: str, store="") -> None:
     """accuracy.png, loss.png and probe.png of a sweep."""
     import matplotlib
 
@@ -276,10 +311,9 @@ def plot(rows: list[dict], field: str, workdir: str, log_x: bool, title: str) ->
 
     fig, ax = plt.subplots(figsize=(6.5, 4))
     for r in pre:
-        log = os.path.join(r.get("dir", ""), "pretrain", "metrics.jsonl")
-        if os.path.exists(log):
-            m = read_jsonl(log)
-            ax.plot([x["step"] for x in m], [x["loss"] for x in m], label=r["point"])
+        curve = loss_curve(r, store)
+        if curve:
+            ax.plot([x[0] for x in curve], [x[1] for x in curve], label=r["point"])
     path = os.path.join(workdir, "loss.png")
     _save(fig, ax, "pre-training step", "LPCE (train, augmented)", title, path)
 
@@ -386,7 +420,8 @@ def main(argv) -> None:
         elapsed = time.perf_counter() - t0
         print(f"[{i + 1}/{len(points)} points, {format_duration(elapsed)} elapsed]", flush=True)
     title = f"{field} sweep, {cfg.finetune.downstream.dataset}"
-    plot(rows, field, workdir, sw.log_x and _is_numeric(values), title)
+    log_x = sw.log_x and _is_numeric(values)
+    plot(rows, field, workdir, log_x, title, sw.get("store_dir", ""))
     summary = summarize(rows)
     write_csv(summary, os.path.join(workdir, "summary.csv"), first=("value", "seeds"))
     table = summary_table(summary)

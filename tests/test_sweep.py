@@ -37,6 +37,7 @@ def test_sweep_writes_results_and_resumes(run, tmp_path):
         "--config.sweep.seeds=(0,)",
         "--config.sweep.few_labels=100",
         "--config.sweep.points_dir=",  # '': WORKDIR/points
+        f"--config.sweep.store_dir={tmp_path}/store",
         *FLAGS,
     ]
     res = run(*args)
@@ -55,6 +56,7 @@ def test_sweep_writes_results_and_resumes(run, tmp_path):
         assert (tmp_path / name).stat().st_size > 1000
     assert "random init" in res.stdout
     assert len(list((tmp_path / "points").glob("*/result.json"))) == 2
+    assert len(list((tmp_path / "store").glob("*.json"))) == 2
     with open(tmp_path / "summary.csv") as f:
         summary = {r["value"]: r for r in csv.DictReader(f)}
     assert set(summary) == {"0.5", "random init"}
@@ -68,12 +70,13 @@ def test_sweep_writes_results_and_resumes(run, tmp_path):
     assert res.returncode == 0, res.stderr[-3000:]
     assert res.stdout.count("done earlier, skipped") == 2
     assert (tmp_path / "results.csv").read_text() == before
-    # Another sweep sharing the points directory meets the same two points under other names
-    # (sigma 3.5 is the default) and reads them back.
+    # Another sweep, on another machine (no points directory) but with the committed store,
+    # meets the same two points under other names (sigma 3.5 is the default): read back.
     res = run(
         "experiments.sweep",
         f"--workdir={tmp_path}/sigma",
-        f"--config.sweep.points_dir={tmp_path}",
+        f"--config.sweep.points_dir={tmp_path}/elsewhere",
+        f"--config.sweep.store_dir={tmp_path}/store",
         "--config.sweep.field=source.sigma",
         "--config.sweep.grid=(3.5,)",
         "--config.sweep.seeds=(0,)",
@@ -87,6 +90,8 @@ def test_sweep_writes_results_and_resumes(run, tmp_path):
         again = list(csv.DictReader(f))
     assert [r["point"] for r in again] == ["random_init_seed0", "sigma=3.5_seed0"]
     assert again[1]["finetune_top1"] == rows[0]["finetune_top1"]
+    assert not (tmp_path / "elsewhere").exists()
+    assert (tmp_path / "sigma" / "loss.png").stat().st_size > 1000
 
 
 def test_point_configs():
