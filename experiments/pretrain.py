@@ -3,8 +3,11 @@
   python -m experiments.pretrain --config configs/onepfrac_mini.py --workdir runs/mini \
       [--config.source.delta=0.01 ...]
 
-Resumes from the latest checkpoint in --workdir. Writes checkpoints/, metrics.jsonl,
-tb/ (TensorBoard), config.json and summary.json there.
+Resumes from the latest checkpoint in --workdir, with the config it started with (a change
+to a field that moves the trajectory needs --allow_config_change, and is recorded);
+SIGTERM or Ctrl-C saves a checkpoint at the next step and exits 0. Writes checkpoints/,
+metrics.jsonl, tb/ (TensorBoard), config.json (and config_changes.jsonl) and summary.json
+there.
 """
 
 from __future__ import annotations
@@ -17,11 +20,16 @@ _CONFIG = cli.define_config("onepfrac_mini", "Pre-training config file.")
 _WORKDIR = flags.DEFINE_string(
     "workdir", None, "Run directory (resumed if it has checkpoints).", required=True
 )
+_ALLOW = flags.DEFINE_bool(
+    "allow_config_change",
+    False,
+    "Resume a run with a config that differs from its config.json (recorded there).",
+)
 
 
 def main(argv) -> None:
     del argv
-    summary = train.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
+    summary = train.train_and_evaluate(_CONFIG.value, _WORKDIR.value, allow_changes=_ALLOW.value)
     if "last_loss" in summary:
         print(
             f"done: {summary['steps']} steps, loss {summary['first_loss']:.3f} -> "

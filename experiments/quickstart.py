@@ -21,7 +21,7 @@ import time
 from absl import flags
 
 from configs import finetune_mini
-from fractaljax import cli, downstream, probe, train
+from fractaljax import cli, downstream, errors, probe, train
 from fractaljax import finetune as ft_lib
 
 _CONFIG = cli.define_config("onepfrac_mini", "Pre-training config file.")
@@ -38,7 +38,7 @@ def pick_dataset(ft) -> str:
     try:
         downstream.prepare("fashion_mnist", ft.downstream.data_dir or downstream.DEFAULT_DATA_DIR)
         return "fashion_mnist"
-    except cli.UserError as e:
+    except errors.UserError as e:
         print(f"note: using scikit-learn digits, not Fashion-MNIST ({e})")
         return "digits"
 

@@ -17,7 +17,7 @@ import numpy as np
 from absl import flags
 from PIL import Image, ImageDraw
 
-from fractaljax import cli, config_utils, sources
+from fractaljax import cli, config_utils, errors, sources
 
 _CONFIG = cli.define_config("onepfrac", "Source config file.")
 _OUT = flags.DEFINE_string("out", None, "Output directory.", required=True)
@@ -55,7 +55,7 @@ def main(argv) -> None:
     del argv
     config = _CONFIG.value
     if _NUM_SHOWN.value < 1:
-        raise cli.UserError(f"--num_shown={_NUM_SHOWN.value}: must be >= 1")
+        raise errors.UserError(f"--num_shown={_NUM_SHOWN.value}: must be >= 1")
     settings = [(None, None)]
     if _VARY.value:
         path, values = config_utils.parse_vary(config, _VARY.value)
@@ -63,7 +63,7 @@ def main(argv) -> None:
     try:
         os.makedirs(_OUT.value, exist_ok=True)
     except OSError as e:
-        raise cli.UserError(f"--out={_OUT.value}: cannot create it ({e.strerror})") from None
+        raise errors.UserError(f"--out={_OUT.value}: cannot create it ({e.strerror})") from None
 
     rows, names = [], []
     key = jax.random.key(_SEED.value)

@@ -44,7 +44,7 @@ from absl import flags
 
 from fractaljax import cli, config_utils, probe, stats, train
 from fractaljax import finetune as ft_lib
-from fractaljax.ifs import ConfigError
+from fractaljax.errors import ConfigError
 from fractaljax.metrics import format_duration, read_jsonl
 
 _CONFIG = cli.define_config("sweep_delta_mini", "Sweep config file.")

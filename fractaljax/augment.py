@@ -14,7 +14,7 @@ import jax.numpy as jnp
 import ml_collections
 
 from fractaljax import randaugment
-from fractaljax.ifs import ConfigError
+from fractaljax.errors import ConfigError
 from fractaljax.losses import smooth_labels
 
 

@@ -12,7 +12,11 @@ import os
 import jax
 import orbax.checkpoint as ocp
 
-from fractaljax.cli import UserError
+from fractaljax.errors import CheckpointError
+
+
+class _Unreadable(Exception):
+    """A checkpoint's files cannot be read (partial or corrupt)."""
 
 
 class Checkpoints:
@@ -33,26 +37,72 @@ class Checkpoints:
     def save(self, step: int, tree) -> None:
         self._mgr.save(step, args=ocp.args.StandardSave(tree))
 
+    def all_steps(self) -> list[int]:
+        return sorted(self._mgr.all_steps())
+
+    def restore_latest(self, like) -> tuple[int, dict | None]:
+        """``(step, state)`` of the newest readable checkpoint, ``(0, None)`` if there is none.
+
+        An unreadable checkpoint (a partial write, a corrupt file) gets a warning naming it
+        and the one before is tried; once one is read, the unreadable newer ones move to
+        ``<workdir>/unreadable_checkpoints/`` (kept for inspection; the run saves those steps
+        again). When none is readable, :class:`CheckpointError` and nothing moves. A
+        checkpoint of another model is an error at once: falling back would not help.
+        """
+        steps = self.all_steps()
+        bad = []
+        for step in reversed(steps):
+            try:
+                self._check_params(step, like["params"], unreadable_ok=True)
+                state = self._restore(step, like)
+            except _Unreadable as e:
+                bad.append(step)
+                print(f"warning: checkpoint {self.directory}/{step} is unreadable ({e})")
+                continue
+            if bad:
+                # Moved aside, not deleted (for inspection), so those steps can be saved again.
+                aside = os.path.join(os.path.dirname(self.directory), "unreadable_checkpoints")
+                os.makedirs(aside, exist_ok=True)
+                for b in bad:
+                    os.replace(os.path.join(self.directory, str(b)), os.path.join(aside, str(b)))
+                self._mgr.reload()
+                print(f"warning: moved steps {bad} to {aside}; resuming from step {step}")
+            return step, state
+        if bad:
+            self.close()
+            raise CheckpointError(
+                f"no readable checkpoint in {self.directory} (steps {bad}); move them away to "
+                "start again, or use a new --workdir"
+            )
+        return 0, None
+
     def restore(self, step: int, like):
         """Restore ``step`` into the structure, shapes and shardings of ``like``.
 
         A checkpoint that does not fit (another model size, another number of classes) or
-        cannot be read raises :class:`UserError` naming the directory and the fix.
+        cannot be read raises :class:`CheckpointError` naming the directory and the fix.
         """
-        self._check_params(step, like["params"])
+        try:
+            self._check_params(step, like["params"])
+            return self._restore(step, like)
+        except _Unreadable as e:
+            self.close()  # stop orbax's threads before the program exits
+            raise CheckpointError(
+                f"checkpoint {self.directory}/{step} is unreadable ({e}); move it away to "
+                "resume from the one before, or use a new --workdir"
+            ) from None
+
+    def _restore(self, step: int, like):
         abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, like)
         try:
             return self._mgr.restore(step, args=ocp.args.StandardRestore(abstract))
         except Exception as e:  # orbax raises several types for broken files
-            self.close()  # stop orbax's threads before the program exits
             reason = " ".join(str(e).split()).split(". ")[0][:200]
-            raise UserError(
-                f"checkpoint {self.directory}/{step} is unreadable ({type(e).__name__}: "
-                f"{reason}); move it away to resume from the one before, or use a new --workdir"
-            ) from None
+            raise _Unreadable(f"{type(e).__name__}: {reason}") from None
 
-    def _check_params(self, step: int, params) -> None:
-        """Compare the saved parameters' names and shapes with ``params``'s."""
+    def _check_params(self, step: int, params, unreadable_ok: bool = False) -> None:
+        """Compare the saved parameters' names and shapes with ``params``'s; an unreadable
+        checkpoint raises :class:`_Unreadable` if ``unreadable_ok``, else CheckpointError."""
 
         def shapes(tree):
             flat = jax.tree_util.tree_flatten_with_path(tree)[0]
@@ -61,8 +111,10 @@ class Checkpoints:
         try:
             saved = shapes(self._mgr.item_metadata(step)["params"])
         except Exception as e:
+            if unreadable_ok:
+                raise _Unreadable(f"no readable parameters, {type(e).__name__}") from None
             self.close()
-            raise UserError(
+            raise CheckpointError(
                 f"checkpoint {self.directory}/{step} has no readable parameters "
                 f"({type(e).__name__}); move it away, or use a new --workdir"
             ) from None
@@ -71,7 +123,7 @@ class Checkpoints:
         if diff:
             self.close()
             k = diff[0]
-            raise UserError(
+            raise CheckpointError(
                 f"checkpoint {self.directory}/{step} is of another model: params{k} is "
                 f"{saved.get(k, 'absent')} there, {wanted.get(k, 'absent')} in this config; "
                 f"use a new --workdir for a new model"

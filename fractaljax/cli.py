@@ -12,16 +12,11 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import ml_collections
 from absl import flags
 
 from fractaljax import config_utils
-from fractaljax.ifs import ConfigError
-
-EXIT_BAD_INPUT = 2
-
-
-class UserError(Exception):
-    """Bad input that is not a config value (a missing file, an unwritable directory...)."""
+from fractaljax.errors import EXIT_BAD_INPUT, Preempted, UserError
 
 
 def fail(message: str) -> None:
@@ -71,14 +66,24 @@ def run(main: Callable[[Sequence[str]], None], argv: Sequence[str] | None = None
         rest = flags.FLAGS(argv)
         # Config files load lazily: load them now so their errors are reported here.
         for name in list(flags.FLAGS):
-            getattr(flags.FLAGS[name].value, "to_dict", None)
+            value = flags.FLAGS[name].value
+            if isinstance(value, ml_collections.ConfigDict):
+                config_utils.check_finite(value)
     except flags.Error as e:
         fail(f"{e} (see --help)")
+    except UserError as e:
+        fail(str(e))
+    except SyntaxError as e:
+        fail(f"--config {e.filename}, line {e.lineno}: syntax error ({e.msg}); fix the file")
     except (OSError, KeyError, AttributeError, TypeError, ValueError) as e:
         fail(_config_error(e, argv))
     if len(rest) > 1:
         fail(f"unexpected arguments {rest[1:]}; flags take the form --name=value (see --help)")
     try:
         main(rest)
-    except (ConfigError, UserError) as e:
+    except UserError as e:  # every bad-input type of fractaljax.errors
         fail(str(e))
+    except Preempted as e:  # a checkpoint is saved: a clean stop, not a failure
+        print(f"stopped: {e}", flush=True)
+        sys.stderr.flush()
+        os._exit(0)

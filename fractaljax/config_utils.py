@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import math
 import os
 
 import ml_collections
 
-from fractaljax.ifs import ConfigError
+from fractaljax.errors import ConfigError
 
 CONFIG_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs")
 
@@ -14,6 +15,20 @@ CONFIG_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file
 def preset(name: str) -> str:
     """Path of a config preset shipped in ``configs/`` (e.g. ``preset('onepfrac')``)."""
     return os.path.join(CONFIG_DIR, f"{name}.py")
+
+
+def check_finite(config: ml_collections.ConfigDict, prefix: str = "") -> None:
+    """Raise :class:`ConfigError` naming the first NaN or infinite number in ``config``
+    (tuples included): no fractaljax field means anything with one, and range checks written
+    as ``lo <= v <= hi`` would let NaN through."""
+    for name, v in config.items():
+        path = f"{prefix}{name}"
+        if isinstance(v, ml_collections.ConfigDict):
+            check_finite(v, path + ".")
+            continue
+        for x in v if isinstance(v, (tuple, list)) else (v,):
+            if isinstance(x, float) and not math.isfinite(x):
+                raise ConfigError(f"{path}={v}: must be a finite number")
 
 
 def get_field(config: ml_collections.ConfigDict, path: str):

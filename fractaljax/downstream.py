@@ -14,7 +14,7 @@ imports TensorFlow.
   prepared as array_record (on a machine with internet:
   ``tfds.builder(NAME, data_dir=DIR, file_format='array_record').download_and_prepare()``).
 
-A missing set raises :class:`fractaljax.cli.UserError` saying how to get it.
+A missing set raises :class:`fractaljax.errors.DataError` saying how to get it.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ import jax.numpy as jnp
 import numpy as np
 import tensorflow_datasets as tfds
 
-from fractaljax.cli import UserError
+from fractaljax.errors import DataError
 
 DEFAULT_DATA_DIR = os.path.join(os.path.expanduser("~"), "tensorflow_datasets")
 FASHION_MNIST_DIR = "/usr/share/datasets/fashion-mnist"
@@ -151,7 +151,7 @@ def _prepare(name: str, data_dir: str, source_dir: str | None) -> str:
     if name not in LOCAL_BUILDERS:
         if _prepared(name, data_dir):
             return name
-        raise UserError(
+        raise DataError(
             f"dataset {name!r} is not prepared in {data_dir} (as array_record); on a machine "
             f'with internet run: python -c "import tensorflow_datasets as tfds; '
             f"tfds.builder('{name}', data_dir='{data_dir}', file_format='array_record')"
@@ -167,7 +167,7 @@ def _prepare(name: str, data_dir: str, source_dir: str | None) -> str:
     if name == "fashion_mnist":
         src = source_dir or FASHION_MNIST_DIR
         if not fashion_mnist_available(src):
-            raise UserError(
+            raise DataError(
                 f"dataset fashion_mnist: idx files not found in {src}; install them with "
                 f"'apt-get install -y dataset-fashion-mnist' (Debian), set "
                 f"--config.downstream.source_dir to a folder holding them, or use "
@@ -177,7 +177,7 @@ def _prepare(name: str, data_dir: str, source_dir: str | None) -> str:
     try:
         builder.download_and_prepare()
     except OSError as e:
-        raise UserError(
+        raise DataError(
             f"--config.downstream.data_dir={data_dir}: cannot prepare {name} there ({e}); "
             f"pick a writable directory"
         ) from None
@@ -208,7 +208,7 @@ def load(
             source = tfds.data_source(builder_name, split=split, data_dir=data_dir)
             info = tfds.builder(builder_name, data_dir=data_dir).info
     except (ValueError, KeyError) as e:
-        raise UserError(f"dataset {name}: no split {split!r} ({e})") from None
+        raise DataError(f"dataset {name}: no split {split!r} ({e})") from None
     n = len(source) if limit is None else min(limit, len(source))
     rows = source.__getitems__(list(range(n)))
     images = np.stack([r["image"] for r in rows]).astype(np.uint8)

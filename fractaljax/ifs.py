@@ -19,6 +19,8 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
+from fractaljax.errors import ConfigError
+
 # Half-width of the window that the sigma-factor target a is drawn from (Anderson & Farrell).
 SIGMA_HALF_WIDTH = 0.1
 
@@ -32,10 +34,6 @@ class IFS(NamedTuple):
     @property
     def num_maps(self) -> int:
         return self.maps.shape[-2]
-
-
-class ConfigError(ValueError):
-    """A configuration value is out of range. The message names the field and the fix."""
 
 
 def det(maps: jax.Array) -> jax.Array:

@@ -36,6 +36,18 @@ class MetricWriter:
 
             self._tb = SummaryWriter(os.path.join(workdir, "tb"))
 
+    def truncate_after(self, step: int) -> None:
+        """Drop rows beyond ``step`` (a run resumed from the checkpoint at ``step`` writes
+        them again), so ``metrics.jsonl`` holds each step once. Atomic: replace, not edit."""
+        if not os.path.exists(self.path):
+            return
+        rows = read_jsonl(self.path)
+        kept = [r for r in rows if r["step"] <= step]
+        if len(kept) < len(rows):
+            with open(self.path + ".tmp", "w") as f:
+                f.writelines(json.dumps(r) + "\n" for r in kept)
+            os.replace(self.path + ".tmp", self.path)
+
     def write(self, step: int, scalars: dict, prefix: str = "") -> None:
         scalars = {k: float(v) for k, v in scalars.items()}
         with open(self.path, "a") as f:

@@ -70,7 +70,7 @@ Deviations from timm and why:
   without a digit, reads ``t...`` as a transform-set name, lets later ``m``/``n``/``p`` win but
   earlier ``mstd``/``mmax`` win, and treats ``inc0`` as increasing (``bool('0')`` is True). Here
   every such case, an unknown key and a missing ``inc1`` (timm would use the non-increasing op
-  list, which is not implemented) raise :class:`~fractaljax.ifs.ConfigError`.
+  list, which is not implemented) raise :class:`~fractaljax.errors.ConfigError`.
 * Random streams: ``jax.random`` instead of Python's ``random`` and ``np.random``; the same
   distributions, different draws.
 
@@ -91,7 +91,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from fractaljax.ifs import ConfigError
+from fractaljax.errors import ConfigError
 
 # timm's _LEVEL_DENOM: magnitude m is level m / 10 of each op's full range.
 LEVEL_DENOM = 10.0

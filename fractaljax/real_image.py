@@ -23,7 +23,7 @@ import jax.numpy as jnp
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from fractaljax.ifs import ConfigError
+from fractaljax.errors import ConfigError
 
 PERTURBATIONS = ("affine", "polynomial", "elastic")
 MODES = ("edges", "gray", "rgb")

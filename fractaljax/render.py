@@ -34,7 +34,8 @@ import dataclasses
 import jax
 import jax.numpy as jnp
 
-from fractaljax.ifs import IFS, ConfigError
+from fractaljax.errors import ConfigError
+from fractaljax.ifs import IFS
 
 PATCH_MODES = ("paste", "union", "none")
 WALK_STARTS = ("attractor", "origin")

@@ -10,7 +10,7 @@ import jax
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from fractaljax.ifs import ConfigError
+from fractaljax.errors import ConfigError
 
 
 def data_mesh() -> jax.sharding.Mesh:

@@ -37,7 +37,8 @@ from fractaljax import ifs as ifs_lib
 from fractaljax import keys as keys_lib
 from fractaljax import real_image
 from fractaljax import render as render_lib
-from fractaljax.ifs import IFS, ConfigError
+from fractaljax.errors import ConfigError
+from fractaljax.ifs import IFS
 
 
 @dataclasses.dataclass(frozen=True)
@@ -83,7 +84,7 @@ def render_spec(config: ml_collections.ConfigDict) -> render_lib.RenderSpec:
 
 def _check_range(cfg, name: str, lo=None, hi=None, prefix: str = "source") -> None:
     v = cfg[name]
-    if (lo is not None and v < lo) or (hi is not None and v > hi):
+    if v != v or (lo is not None and v < lo) or (hi is not None and v > hi):  # v != v: NaN
         rng = f"[{lo if lo is not None else '-inf'}, {hi if hi is not None else 'inf'}]"
         raise ConfigError(f"{prefix}.{name}={v}: must be in {rng}")
 

@@ -14,8 +14,11 @@ automatically), metrics (stdout progress with ETA, metrics.jsonl, TensorBoard), 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import signal
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -27,19 +30,20 @@ import numpy as np
 import optax
 from flax.training import train_state
 
-from fractaljax import augment, keys, sharding, sources
+from fractaljax import augment, config_utils, keys, sharding, sources
 from fractaljax.checkpoint import Checkpoints
-from fractaljax.cli import UserError
-from fractaljax.ifs import ConfigError
+from fractaljax.errors import (
+    CheckpointError,
+    ConfigError,
+    Preempted,
+    TrainingDiverged,
+    UserError,
+)
 from fractaljax.losses import lpce
 from fractaljax.metrics import MetricWriter, format_duration
 from fractaljax.models import vit
 
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
-
-
-class TrainingDiverged(UserError):
-    """The loss became NaN or inf; the message says which step and what is kept."""
 
 
 def input_size(config: ml_collections.ConfigDict) -> int:
@@ -123,6 +127,7 @@ def make_optimizer(config: ml_collections.ConfigDict, schedule: optax.Schedule):
 
 def validate(config: ml_collections.ConfigDict) -> None:
     """Check the run-level fields; sources, model and augmentation check their own."""
+    config_utils.check_finite(config)
     for name in (
         "batch_size",
         "total_steps",
@@ -138,6 +143,9 @@ def validate(config: ml_collections.ConfigDict) -> None:
     if config.optim.lr <= 0:
         raise ConfigError(f"optim.lr={config.optim.lr}: must be > 0")
     a = config.augment
+    for name in ("crop_scale", "crop_ratio"):
+        if len(a[name]) != 2 or not all(isinstance(v, (int, float)) for v in a[name]):
+            raise ConfigError(f"augment.{name}={a[name]}: need two numbers, e.g. (0.08, 1.0)")
     lo, hi = a.crop_scale
     if not 0 < lo <= hi <= 1:
         raise ConfigError(f"augment.crop_scale={tuple(a.crop_scale)}: need 0 < lo <= hi <= 1")
@@ -173,8 +181,101 @@ def record_config(workdir: str, config: ml_collections.ConfigDict) -> None:
     """Write ``WORKDIR/config.json``; a resumed run keeps the config it started with."""
     path = os.path.join(workdir, "config.json")
     if not os.path.exists(path):
-        with open(path, "w") as f:
-            f.write(config.to_json_best_effort(indent=2))
+        _write_config(path, config)
+
+
+def _write_config(path: str, config: ml_collections.ConfigDict) -> None:
+    with open(path + ".tmp", "w") as f:
+        f.write(config.to_json_best_effort(indent=2))
+    os.replace(path + ".tmp", path)
+
+
+# Fields that leave a run's trajectory as it is: they may change when a run resumes (the
+# change is recorded). total_steps is one by request: extending a run is common, and the
+# cosine schedule then follows the new length from the resumed step on.
+RESUME_SAFE_FIELDS = (
+    "log_every",
+    "checkpoint_every",
+    "keep_checkpoints",
+    "eval_batch_size",
+    "total_steps",
+)
+
+
+def _flat(d: dict, prefix: str = "") -> dict[str, Any]:
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out.update(_flat(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def config_changes(old: dict, new: ml_collections.ConfigDict) -> dict[str, tuple[Any, Any]]:
+    """``{dotted field: (old, new)}`` for every field where ``new`` differs from ``old``
+    (a ``config.json``); JSON round trip first, so tuples and lists compare equal."""
+    a, b = _flat(old), _flat(json.loads(new.to_json_best_effort()))
+    return {k: (a.get(k), b.get(k)) for k in sorted(a.keys() | b.keys()) if a.get(k) != b.get(k)}
+
+
+def check_resume(
+    workdir: str, config: ml_collections.ConfigDict, step: int, allow_changes: bool
+) -> None:
+    """Compare the config of a run resumed at ``step`` with its ``config.json``.
+
+    A change to a field that moves the trajectory (source, render, model, batch, optimiser,
+    seed, ...) stops the run with :class:`ConfigError`, unless ``allow_changes``; fields of
+    :data:`RESUME_SAFE_FIELDS` may change. Any change that goes ahead is appended to
+    ``WORKDIR/config_changes.jsonl`` with the step, and ``config.json`` becomes the new
+    config (it always describes the checkpoints that follow).
+    """
+    path = os.path.join(workdir, "config.json")
+    if not os.path.exists(path):
+        return
+    with open(path) as f:
+        changes = config_changes(json.load(f), config)
+    if not changes:
+        return
+    unsafe = [k for k in changes if k not in RESUME_SAFE_FIELDS]
+    if unsafe and not allow_changes:
+        shown = ", ".join(f"{k} ({changes[k][0]!r} -> {changes[k][1]!r})" for k in unsafe[:4])
+        more = f" and {len(unsafe) - 4} more" if len(unsafe) > 4 else ""
+        raise ConfigError(
+            f"--workdir={workdir} holds a run at step {step} whose config differs in "
+            f"{shown}{more}; use a new --workdir, or pass --allow_config_change to continue "
+            "with the change (recorded in config_changes.jsonl)"
+        )
+    record = {"step": step, "time": time.time(), "changes": changes, "allowed": bool(unsafe)}
+    with open(os.path.join(workdir, "config_changes.jsonl"), "a") as f:
+        f.write(json.dumps(record, default=str) + "\n")
+    _write_config(path, config)
+    print(f"resuming at step {step} with changed {', '.join(changes)} (recorded)", flush=True)
+
+
+class _StopRequest:
+    """SIGTERM / SIGINT set a flag that the loop reads at the next step boundary (a
+    second signal gets the default behaviour). Handlers are only installed in the main
+    thread, and restored on exit."""
+
+    def __init__(self):
+        self.signal = None
+        self._old = {}
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                self._old[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def _handle(self, signum, frame):
+        self.signal = signal.Signals(signum).name
+        signal.signal(signum, self._old.get(signum, signal.SIG_DFL))
+
+    def __exit__(self, *exc):
+        for sig, old in self._old.items():
+            signal.signal(sig, old)
+        return False
 
 
 def make_train_step(config, model, source, tx, schedule, mesh) -> Callable:
@@ -256,7 +357,7 @@ def load_pretrained(workdir: str):
     """``(config, model, params)`` of the latest checkpoint of a pre-training run."""
     path = os.path.join(workdir, "config.json")
     if not os.path.exists(path):
-        raise UserError(
+        raise CheckpointError(
             f"--pretrained={workdir}: no config.json there; pass the --workdir of "
             "a pre-training run (python -m experiments.pretrain)"
         )
@@ -266,7 +367,7 @@ def load_pretrained(workdir: str):
     step = ckpt.latest_step()
     if step is None:
         ckpt.close()
-        raise UserError(f"--pretrained={workdir}: no checkpoint there yet; train it first")
+        raise CheckpointError(f"--pretrained={workdir}: no checkpoint there yet; train it first")
     num_classes = config.source.num_classes
     model = make_model(config, num_classes)
     tx = make_optimizer(config, learning_rate(config))
@@ -290,6 +391,7 @@ def train_and_evaluate(
     *,
     source=None,
     init_params: dict | None = None,
+    allow_changes: bool = False,
 ) -> dict[str, Any]:
     """Train ``config`` in ``workdir`` (resuming from its latest checkpoint).
 
@@ -297,7 +399,12 @@ def train_and_evaluate(
     pre-emption would; the schedule still follows ``config.total_steps``. ``source``
     replaces ``sources.make(config)`` (fine-tuning passes labelled arrays, any object with
     ``batch(key, step, batch_size)`` and ``num_classes``); ``init_params`` starts a new run
-    from these weights, all but the head (:func:`transfer_params`).
+    from these weights, all but the head (:func:`transfer_params`). A resumed run must have
+    the config it started with, up to :data:`RESUME_SAFE_FIELDS` (:func:`check_resume`);
+    ``allow_changes`` lets any change through, recorded.
+
+    SIGTERM or SIGINT (pre-emption, Ctrl-C) end the loop at the next step boundary with a
+    checkpoint there, then raise :class:`~fractaljax.errors.Preempted`.
 
     Returns:
       A summary: ``first_loss``, ``last_loss``, eval metrics, ``steps``, ``seconds``,
@@ -311,18 +418,24 @@ def train_and_evaluate(
     model = make_model(config, source.num_classes)
     schedule = learning_rate(config)
     tx = make_optimizer(config, schedule)
-    record_config(workdir, config)  # only once the config has passed every check
     if getattr(source, "info", None):
         print(f"source {source.name}: {source.info}", flush=True)
 
     state = init_state(config, model, tx, mesh)
     ckpt = Checkpoints(workdir, keep=config.keep_checkpoints)
-    start = ckpt.latest_step() or 0
+    try:
+        start, restored = ckpt.restore_latest(_checkpointable(state))
+        if start:
+            check_resume(workdir, config, start, allow_changes)
+    except UserError:
+        ckpt.close()
+        raise
     if start:
-        restored = ckpt.restore(start, _checkpointable(state))
         state = state.replace(**restored)
         print(f"resumed from {ckpt.directory}/{start}", flush=True)
-    elif init_params is not None:
+    else:  # a new run (or one killed before its first checkpoint): this config is its record
+        _write_config(os.path.join(workdir, "config.json"), config)
+    if start == 0 and init_params is not None:
         state = state.replace(params=transfer_params(state.params, init_params))
     n_params = sum(p.size for p in jax.tree.leaves(state.params))
     print(
@@ -337,6 +450,7 @@ def train_and_evaluate(
     train_step = make_train_step(config, model, source, tx, schedule, mesh)
     eval_step = make_eval_step(config, model, source)
     writer = MetricWriter(workdir)
+    writer.truncate_after(start)  # rows past the checkpoint are written again
     summary: dict[str, Any] = {"steps": int(start)}
     history: list[dict[str, float]] = []
     t_start = t_log = time.perf_counter()
@@ -358,7 +472,9 @@ def train_and_evaluate(
         history.append(m)
         return m
 
+    stack = contextlib.ExitStack()
     try:
+        stop = stack.enter_context(_StopRequest())
         end = config.total_steps if stop_at is None else min(stop_at, config.total_steps)
         for step in range(start, end):
             state, metrics = train_step(state, jnp.int32(step))
@@ -372,6 +488,7 @@ def train_and_evaluate(
                 done % config.log_every
                 and done % config.checkpoint_every
                 and done < config.total_steps
+                and stop.signal is None
             ):
                 continue
             check(*pending)
@@ -385,9 +502,16 @@ def train_and_evaluate(
             writer.write(done, row, prefix=f"[{done / config.total_steps:4.0%} ETA {eta}] ")
             summary.update(row, last_loss=row["loss"], steps=done)
             history, t_log, step_log = [], now, done
-            if done % config.checkpoint_every == 0 or done == end:
+            if done % config.checkpoint_every == 0 or done == end or stop.signal:
                 ckpt.save(done, _checkpointable(state))
+            if stop.signal:
+                ckpt.close()  # waits for the save
+                raise Preempted(
+                    f"{stop.signal} at step {done}: checkpoint saved in {ckpt.directory}; "
+                    "rerun the same command to resume"
+                )
     finally:
+        stack.close()
         writer.close()
         ckpt.close()
     summary["seconds"] = time.perf_counter() - t_start

@@ -8,7 +8,7 @@ from test_train import TINY_FLAGS, tiny_config
 from configs import finetune_mini
 from fractaljax import downstream, probe, train
 from fractaljax import finetune as ft_lib
-from fractaljax.cli import UserError
+from fractaljax.errors import UserError
 
 needs_fashion = pytest.mark.skipif(
     not downstream.fashion_mnist_available(),

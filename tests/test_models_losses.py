@@ -4,7 +4,7 @@ import numpy as np
 import optax
 import pytest
 
-from fractaljax.ifs import ConfigError
+from fractaljax.errors import ConfigError
 from fractaljax.losses import lpce, smooth_labels
 from fractaljax.models import vit
 

@@ -9,7 +9,7 @@ import pytest
 from configs import onepfrac_mini
 from fractaljax import ifs as ifs_lib
 from fractaljax import render, sources
-from fractaljax.ifs import ConfigError
+from fractaljax.errors import ConfigError
 
 SMALL = {
     "source.num_classes": 12,

@@ -11,7 +11,7 @@ import pytest
 from PIL import Image, ImageEnhance, ImageOps
 
 from fractaljax import randaugment as ra
-from fractaljax.ifs import ConfigError
+from fractaljax.errors import ConfigError
 
 OPS = {name: i for i, name in enumerate(ra.OP_NAMES)}
 H, W = 32, 40  # not square, so that a swapped width and height shows

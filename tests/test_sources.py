@@ -11,7 +11,7 @@ from PIL import Image
 from configs import fractaldb, ofdb, real_image
 from fractaljax import real_image as real_image_lib
 from fractaljax import render, sources
-from fractaljax.ifs import ConfigError
+from fractaljax.errors import ConfigError
 
 SMALL = {
     "source.num_classes": 12,

@@ -14,7 +14,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from fractaljax.ifs import ConfigError
+from fractaljax.errors import ConfigError
 
 # name -> (width, depth, mlp_dim, heads). Ti/S/B as in timm and big_vision; 'mu' and
 # 'test' are small sizes for CPU runs and unit tests.
