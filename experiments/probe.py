@@ -27,11 +27,11 @@ def main(argv) -> None:
     del argv
     cfg = _CONFIG.value
     pre, model, params = train.load_pretrained(_PRETRAINED.value)
-    out = _OUT.value or _PRETRAINED.value
-    os.makedirs(out, exist_ok=True)
     data = ft_lib.load_downstream(
         cfg, train.input_size(pre), pre.render.channels, cfg.probe_train_limit
     )
+    out = _OUT.value or _PRETRAINED.value
+    os.makedirs(out, exist_ok=True)  # after the data loaded: bad input leaves nothing
     print(f"probing on {cfg.downstream.dataset}: {len(data[0][1])} train / {len(data[1][1])} test")
     results = {"pre-trained": ft_lib.linear_probe(model, params, data)}
     if _RANDOM.value:

@@ -60,6 +60,12 @@ def main(argv) -> None:
     if _VARY.value:
         path, values = config_utils.parse_vary(config, _VARY.value)
         settings = [(path, v) for v in values]
+    with errors.removed_on_bad_input(_OUT.value):
+        render_all(config, settings)
+
+
+def render_all(config, settings) -> None:
+    """Render and write the grid (and the images) of every setting of ``--vary``."""
     try:
         os.makedirs(_OUT.value, exist_ok=True)
     except OSError as e:

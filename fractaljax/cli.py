@@ -67,6 +67,7 @@ def run(main: Callable[[Sequence[str]], None], argv: Sequence[str] | None = None
         # Config files load lazily: load them now so their errors are reported here.
         for name in list(flags.FLAGS):
             value = flags.FLAGS[name].value
+            getattr(value, "to_dict", None)  # a lazy config file loads on first access
             if isinstance(value, ml_collections.ConfigDict):
                 config_utils.check_finite(value)
     except flags.Error as e:

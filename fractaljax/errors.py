@@ -8,6 +8,11 @@ Any other exception is a bug and keeps its traceback.
 
 from __future__ import annotations
 
+import contextlib
+import os
+import shutil
+from collections.abc import Iterator
+
 EXIT_BAD_INPUT = 2
 
 
@@ -34,3 +39,16 @@ class Preempted(Exception):
 
 class TrainingDiverged(UserError):
     """The loss became NaN or inf; the message says which step and what is kept."""
+
+
+@contextlib.contextmanager
+def removed_on_bad_input(path: str) -> Iterator[None]:
+    """Remove directory ``path`` again if it did not exist before and a :class:`UserError`
+    escapes the block: a command stopped by bad input leaves nothing behind."""
+    existed = os.path.exists(path)
+    try:
+        yield
+    except UserError:
+        if not existed:
+            shutil.rmtree(path, ignore_errors=True)
+        raise

@@ -38,6 +38,7 @@ from fractaljax.errors import (
     Preempted,
     TrainingDiverged,
     UserError,
+    removed_on_bad_input,
 )
 from fractaljax.losses import lpce
 from fractaljax.metrics import MetricWriter, format_duration
@@ -384,6 +385,28 @@ def transfer_params(init: dict, pretrained: dict) -> dict:
     }
 
 
+def _set_up(config, workdir, source, allow_changes, mesh):
+    """Everything before the first step; bad input here leaves the workdir as it was."""
+    prepare_workdir(workdir)
+    source = source or sources.make(config, cache_dir=workdir)
+    model = make_model(config, source.num_classes)
+    schedule = learning_rate(config)
+    tx = make_optimizer(config, schedule)
+    if getattr(source, "info", None):
+        print(f"source {source.name}: {source.info}", flush=True)
+
+    state = init_state(config, model, tx, mesh)
+    ckpt = Checkpoints(workdir, keep=config.keep_checkpoints)
+    try:
+        start, restored = ckpt.restore_latest(_checkpointable(state))
+        if start:
+            check_resume(workdir, config, start, allow_changes)
+    except UserError:
+        ckpt.close()
+        raise
+    return source, model, schedule, tx, state, ckpt, start, restored
+
+
 def train_and_evaluate(
     config: ml_collections.ConfigDict,
     workdir: str,
@@ -413,23 +436,10 @@ def train_and_evaluate(
     validate(config)
     mesh = sharding.data_mesh()
     sharding.check_batch(config.batch_size, mesh)
-    prepare_workdir(workdir)
-    source = source or sources.make(config, cache_dir=workdir)
-    model = make_model(config, source.num_classes)
-    schedule = learning_rate(config)
-    tx = make_optimizer(config, schedule)
-    if getattr(source, "info", None):
-        print(f"source {source.name}: {source.info}", flush=True)
-
-    state = init_state(config, model, tx, mesh)
-    ckpt = Checkpoints(workdir, keep=config.keep_checkpoints)
-    try:
-        start, restored = ckpt.restore_latest(_checkpointable(state))
-        if start:
-            check_resume(workdir, config, start, allow_changes)
-    except UserError:
-        ckpt.close()
-        raise
+    with removed_on_bad_input(workdir):  # a new workdir is removed again if set-up fails
+        source, model, schedule, tx, state, ckpt, start, restored = _set_up(
+            config, workdir, source, allow_changes, mesh
+        )
     if start:
         state = state.replace(**restored)
         print(f"resumed from {ckpt.directory}/{start}", flush=True)

@@ -1,7 +1,6 @@
 import os
 
 import numpy as np
-import pytest
 from PIL import Image
 
 SMALL = [
@@ -30,27 +29,6 @@ def test_render_writes_grid_and_individual_pngs(run, tmp_path):
     files = sorted(f for f in os.listdir(out) if f.startswith("delta"))
     assert len(files) == 8, files
     assert "wrote" in res.stdout
-
-
-@pytest.mark.parametrize(
-    "args,needle",
-    [
-        (["--config=configs/no_such_preset.py"], "--config"),
-        (["--config.render.image_size=0"], "render.image_size"),
-        (["--config.source.delta=-0.1"], "source.delta"),
-        (["--config.source.sigma=7.0"], "source.sigma"),
-        (["--config.source.n_maps=0"], "source.n_maps"),
-        (["--config.source.name=imagenet"], "source.name"),
-        (["--config.source.nope=1"], "nope"),
-        (["--vary=source.delta"], "--vary"),
-        (["--config.source.min_fill=0.99", "--config.source.max_tries=2"], "source.min_fill"),
-    ],
-)
-def test_bad_input_is_one_line_exit_2(run, tmp_path, args, needle):
-    res = run("experiments.render", f"--out={tmp_path}", *SMALL, *args)
-    assert res.returncode == 2, (res.returncode, res.stderr[-2000:])
-    lines = res.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error:") and needle in lines[0], lines
 
 
 def test_compare_official_draws_the_three_columns(run, tmp_path):

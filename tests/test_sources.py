@@ -225,12 +225,6 @@ def test_a_source_renders_from_the_command_line(run, tmp_path):
     assert np.asarray(Image.open(tmp_path / "grid.png")).std() > 5
 
 
-def test_bad_config_argument_is_one_line_exit_2(run, tmp_path):
-    res = run("experiments.render", "--config=configs/fractaldb.py:huge", f"--out={tmp_path}")
-    assert res.returncode == 2
-    assert res.stderr.strip().count("\n") == 0 and "huge" in res.stderr, res.stderr
-
-
 def test_source_name_without_its_fields_is_a_config_error():
     c = small(ofdb)
     c.source.name = "real_image"  # OFDB's block lacks image_path, mode, ...
