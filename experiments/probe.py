@@ -32,7 +32,7 @@ def main(argv) -> None:
     )
     out = _OUT.value or _PRETRAINED.value
     os.makedirs(out, exist_ok=True)  # after the data loaded: bad input leaves nothing
-    print(f"probing on {cfg.downstream.dataset}: {len(data[0][1])} train / {len(data[1][1])} test")
+    print(f"probing on {data.name}: {len(data.y_train)} train / {len(data.y_test)} test")
     results = {"pre-trained": ft_lib.linear_probe(model, params, data)}
     if _RANDOM.value:
         rmodel, rparams = ft_lib.random_init(pre, cfg.seed)

@@ -21,7 +21,7 @@ import time
 from absl import flags
 
 from configs import finetune_mini
-from fractaljax import cli, downstream, errors, probe, train
+from fractaljax import cli, downstream, errors, train
 from fractaljax import finetune as ft_lib
 
 _CONFIG = cli.define_config("onepfrac_mini", "Pre-training config file.")
@@ -58,10 +58,10 @@ def main(argv) -> None:
     data = ft_lib.load_downstream(
         ft, train.input_size(pre), pre.render.channels, ft.probe_train_limit
     )
-    n_ft = min(ft.downstream.num_labels, len(data[0][1]))
+    n_ft = min(ft.downstream.num_labels, len(data.y_train))
     print(
-        f"downstream: {ft.downstream.dataset}, probes on {len(data[0][1])} train / "
-        f"{len(data[1][1])} test images, fine-tuning on {n_ft} labels for {ft.total_steps} steps"
+        f"downstream: {data.name}, probes on {len(data.y_train)} train / "
+        f"{len(data.y_test)} test images, fine-tuning on {n_ft} labels for {ft.total_steps} steps"
     )
 
     rows = {}
@@ -70,20 +70,10 @@ def main(argv) -> None:
         ("1p-frac", model, params, params),
         ("random init", rmodel, rparams, None),
     ):
-        probes = ft_lib.linear_probe(m, p, data)
-        run = ft_lib.finetune(
-            ft, pre, init, os.path.join(workdir, f"finetune_{name[:6].strip()}"), data=data
-        )
-        best = probe.best_layer(probes)  # chosen on validation data, not test
-        rows[name] = {
-            "finetune_top1": run["test_accuracy"],
-            "probe_last_layer_top1": probes["pre_logits"]["accuracy"],
-            "probe_best_layer": best,
-            "probe_best_top1": probes[best]["accuracy"],
-            "probes": probes,
-        }
+        where = os.path.join(workdir, "pretrained" if init is not None else "random_init")
+        rows[name] = ft_lib.evaluate_transfer(m, p, init, data, ft, pre, where)
     ft_lib.plot_probe(
-        {k: v["probes"] for k, v in rows.items()},
+        {name: ft_lib.probe_layers_of(r) for name, r in rows.items()},
         os.path.join(workdir, "probe.png"),
         f"linear probes on {ft.downstream.dataset}",
     )
@@ -108,7 +98,7 @@ def main(argv) -> None:
     print(f"{'init':<13}{'fine-tune':>11}{'probe last':>12}{'probe best':>12}  best layer")
     for name, r in rows.items():
         print(
-            f"{name:<13}{100 * r['finetune_top1']:>11.1f}{100 * r['probe_last_layer_top1']:>12.1f}"
+            f"{name:<13}{100 * r['finetune_top1']:>11.1f}{100 * r['probe_last_top1']:>12.1f}"
             f"{100 * r['probe_best_top1']:>12.1f}  {r['probe_best_layer']}"
         )
     print(f"\n{result['seconds']:.0f} s in all; outputs in {workdir}/ (quickstart.json, probe.png)")

@@ -42,7 +42,7 @@ import ml_collections
 import numpy as np
 from absl import flags
 
-from fractaljax import cli, config_utils, probe, stats, train
+from fractaljax import cli, config_utils, stats, train
 from fractaljax import finetune as ft_lib
 from fractaljax.errors import ConfigError
 from fractaljax.metrics import format_duration, read_jsonl
@@ -95,48 +95,14 @@ def point_name(field: str, value, seed: int) -> str:
 
 
 def evaluate(name, model, params, init, data, ft, pre, point_dir, few_labels=0) -> dict:
-    """Probes and fine-tuning (config ``ft``) of one model; their metrics and wall times.
-
-    With ``few_labels`` > 0, also the few-label regime, where pre-training should matter
-    most: fine-tuning on the first ``few_labels`` labelled images (the same prefix for every
-    point) and probes fitted on them, as ``finetune_<n>labels_top1`` and
-    ``probe_{best,last}_<n>labels_top1``.
-    """
-    t0 = time.perf_counter()
-    probes = ft_lib.linear_probe(model, params, data)
-    t_probe = time.perf_counter() - t0
-    run = ft_lib.finetune(ft, pre, init, os.path.join(point_dir, "finetune"), data=data)
-    best = probe.best_layer(probes)  # chosen on validation data, not test
-    row = {
-        "finetune_top1": run["test_accuracy"],
-        "probe_last_top1": probes["pre_logits"]["accuracy"],
-        "probe_best_top1": probes[best]["accuracy"],
-        "probe_best_layer": best,
-        "probe_seconds": t_probe,
-        "finetune_seconds": time.perf_counter() - t0 - t_probe,
-    }
-    row.update({f"probe_{k}": v["accuracy"] for k, v in probes.items()})
+    """:func:`fractaljax.finetune.evaluate_transfer` of one point, with a line on stdout."""
+    row = ft_lib.evaluate_transfer(model, params, init, data, ft, pre, point_dir, few_labels)
     msg = (
         f"{name}: fine-tune {row['finetune_top1']:.1%}, probe last {row['probe_last_top1']:.1%}"
-        f", best {row['probe_best_top1']:.1%} ({best})"
+        f", best {row['probe_best_top1']:.1%} ({row['probe_best_layer']})"
     )
     if few_labels:
-        (x_tr, y_tr), test, num_classes = data
-        few = ((x_tr[:few_labels], y_tr[:few_labels]), test, num_classes)
-        ft_few = ml_collections.ConfigDict(ft.to_dict())
-        ft_few.downstream.num_labels = few_labels
         n = f"{few_labels}labels"
-        probes = ft_lib.linear_probe(model, params, few)
-        run = ft_lib.finetune(ft_few, pre, init, os.path.join(point_dir, f"finetune_{n}"), few)
-        best = probe.best_layer(probes)
-        row.update(
-            {
-                f"finetune_{n}_top1": run["test_accuracy"],
-                f"probe_last_{n}_top1": probes["pre_logits"]["accuracy"],
-                f"probe_best_{n}_top1": probes[best]["accuracy"],
-                f"probe_best_{n}_layer": best,
-            }
-        )
         msg += (
             f"; {few_labels} labels: fine-tune {row[f'finetune_{n}_top1']:.1%}, probe best "
             f"{row[f'probe_best_{n}_top1']:.1%}"
@@ -317,10 +283,7 @@ def plot(rows: list[dict], field: str, workdir: str, log_x: bool, title: str, st
     path = os.path.join(workdir, "loss.png")
     _save(fig, ax, "pre-training step", "LPCE (train, augmented)", title, path)
 
-    layers = {
-        r["point"]: {k[len("probe_") :]: {"accuracy": v} for k, v in r.items() if _is_layer(k)}
-        for r in rows
-    }
+    layers = {r["point"]: ft_lib.probe_layers_of(r) for r in rows}
     ft_lib.plot_probe(layers, os.path.join(workdir, "probe.png"), f"{title}: probes per layer")
 
 
@@ -335,10 +298,6 @@ def _save(fig, ax, xlabel: str, ylabel: str, title: str, path: str) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
-
-
-def _is_layer(key: str) -> bool:
-    return key.startswith("probe_") and (key.startswith("probe_block") or key == "probe_pre_logits")
 
 
 def summary_table(summary: list[dict]) -> str:
@@ -409,8 +368,8 @@ def main(argv) -> None:
     print(
         f"sweep {field} over {values} x seeds {seeds}"
         f"{' + random init' if sw.random_init else ''}: {len(points)} points; downstream "
-        f"{cfg.finetune.downstream.dataset} ({len(data[0][1])} probe train / "
-        f"{len(data[1][1])} test images); workdir {workdir}",
+        f"{data.name} ({len(data.y_train)} probe train / {len(data.y_test)} test images); "
+        f"workdir {workdir}",
         flush=True,
     )
     rows = []

@@ -18,6 +18,28 @@ from fractaljax.errors import ConfigError
 from fractaljax.losses import smooth_labels
 
 
+def validate(a: ml_collections.ConfigDict) -> None:
+    """Raise :class:`ConfigError` naming the first bad field of an ``augment`` block.
+
+    Called before anything is written: a bad value would otherwise surface only inside the
+    traced train step.
+    """
+    for name in ("crop_scale", "crop_ratio"):
+        if len(a[name]) != 2 or not all(isinstance(v, (int, float)) for v in a[name]):
+            raise ConfigError(f"augment.{name}={a[name]}: need two numbers, e.g. (0.08, 1.0)")
+    lo, hi = a.crop_scale
+    if not 0 < lo <= hi <= 1:
+        raise ConfigError(f"augment.crop_scale={tuple(a.crop_scale)}: need 0 < lo <= hi <= 1")
+    for name in ("hflip", "vflip", "erase_prob", "mix_prob", "mix_switch_prob"):
+        if not 0 <= a[name] <= 1:
+            raise ConfigError(f"augment.{name}={a[name]}: must be a probability in [0, 1]")
+    if not 0 <= a.label_smoothing < 1:
+        raise ConfigError(f"augment.label_smoothing={a.label_smoothing}: must be in [0, 1)")
+    interpolation(a)
+    if a.get("randaugment"):
+        randaugment.parse_policy(a.randaugment)
+
+
 def _crop_box(key, h: int, w: int, scale, ratio):
     """An Inception-style crop box ``(y0, x0, ch, cw)`` (floats) of area ~ U(scale) * h * w and
     log-uniform aspect ratio, clipped to the image (the fallback when it does not fit)."""

@@ -8,6 +8,10 @@ Both reuse the pre-training machinery: fine-tuning is ``train.train_and_evaluate
 
 from __future__ import annotations
 
+import os
+import time
+from typing import NamedTuple
+
 import jax
 import jax.numpy as jnp
 import ml_collections
@@ -17,19 +21,40 @@ from fractaljax import downstream, probe, train
 from fractaljax.augment import normalize
 
 
-def load_downstream(cfg: ml_collections.ConfigDict, size: int, channels: int, num_train: int):
-    """``(train, test, num_classes)``; train and test are ``(images float32[N, size, size,
-    C], labels int32[N])``. The train split is a seeded random subset of ``num_train``
-    examples (all if 0), the same prefix for any ``num_train``; the test split its first
-    ``downstream.test_limit`` (all if 0)."""
+class Splits(NamedTuple):
+    """A labelled downstream set at the model's input: images ``float32[N, S, S, C]`` in
+    [0, 1], labels ``int32[N]``. ``train`` is a seeded random subset of the train split, in an
+    order that is the same for any size, so ``labelled(n)`` (its first n) is nested."""
+
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+    num_classes: int
+    name: str
+
+    def labelled(self, n: int) -> Splits:
+        """The same set with only the first ``n`` training examples (all if 0)."""
+        return self._replace(x_train=self.x_train[: n or None], y_train=self.y_train[: n or None])
+
+
+def load_downstream(
+    cfg: ml_collections.ConfigDict, size: int, channels: int, num_train: int
+) -> Splits:
+    """``cfg.downstream``'s set at ``size`` px and ``channels``: ``num_train`` training
+    examples (all if 0, see :class:`Splits`), the test split's first ``downstream.test_limit``
+    (all if 0)."""
     d = cfg.downstream
     data_dir, source_dir = d.data_dir or None, d.source_dir or None
     tr = downstream.load(d.dataset, "train", data_dir, source_dir)
     te = downstream.load(d.dataset, "test", data_dir, source_dir, limit=d.test_limit or None)
     idx = np.random.default_rng(cfg.seed).permutation(len(tr.labels))
     idx = idx[:num_train] if num_train else idx
-    as_input = lambda s, i: (downstream.to_model_input(s.images[i], size, channels), s.labels[i])
-    return as_input(tr, idx), as_input(te, slice(None)), tr.num_classes
+    as_input = lambda s, i: downstream.to_model_input(s.images[i], size, channels)
+    return Splits(
+        as_input(tr, idx), tr.labels[idx], as_input(te, slice(None)), te.labels, tr.num_classes,
+        d.dataset,
+    )  # fmt: skip
 
 
 def predict(model, params, images: jax.Array, batch_size: int = 256) -> np.ndarray:
@@ -60,30 +85,96 @@ def finetune(
     pre: ml_collections.ConfigDict,
     init_params,
     workdir: str,
-    data=None,
+    data: Splits | None = None,
 ) -> dict:
-    """Fine-tune ``pre``'s model (from ``init_params``, or random if None) on ``ft``'s data.
+    """Fine-tune ``pre``'s model (from ``init_params``, or random if None) on the first
+    ``ft.downstream.num_labels`` training examples of ``data`` (loaded from ``ft`` if None).
 
-    Returns the training summary plus ``test_accuracy``.
+    While it trains, the logged ``eval_*`` metrics are on held-out images: the next
+    ``ft.eval_batch_size`` training-split images after the labelled ones, never trained on
+    (when ``data`` has none left over, the last ones of the labelled set are held out of
+    training instead). The test split is used once, at the end.
+
+    Returns:
+      The training summary plus ``test_accuracy``.
     """
     size, channels = train.input_size(pre), pre.render.channels
     n = ft.downstream.num_labels
-    (x_tr, y_tr), (x_te, y_te), num_classes = data or load_downstream(ft, size, channels, n)
-    x_tr, y_tr = (x_tr[:n], y_tr[:n]) if n else (x_tr, y_tr)
-    cfg = run_config(ft, pre, num_classes)
-    src = downstream.ArraySource(x_tr, jnp.asarray(y_tr), num_classes, ft.downstream.dataset)
-    summary = train.train_and_evaluate(cfg, workdir, source=src, init_params=init_params)
+    data = data or load_downstream(ft, size, channels, n + ft.eval_batch_size if n else 0)
+    n = n or len(data.y_train)
+    held = slice(n, n + ft.eval_batch_size)
+    if len(data.y_train[held]) == 0:  # nothing beyond the labelled set: hold out its tail
+        n = max(len(data.y_train) - ft.eval_batch_size, 1)
+        held = slice(n, None)
+    cfg = run_config(ft, pre, data.num_classes)
+    src = downstream.ArraySource(
+        data.x_train[:n], jnp.asarray(data.y_train[:n]), data.num_classes, data.name
+    )
+    val = downstream.ArraySource(
+        data.x_train[held], jnp.asarray(data.y_train[held]), data.num_classes, data.name
+    )
+    summary = train.train_and_evaluate(
+        cfg, workdir, source=src, init_params=init_params, eval_source=val
+    )
     _, model, params = train.load_pretrained(workdir)
-    summary["test_accuracy"] = float((predict(model, params, x_te) == np.asarray(y_te)).mean())
+    summary["test_accuracy"] = float((predict(model, params, data.x_test) == data.y_test).mean())
     return summary
 
 
-def linear_probe(model, params, data, batch_size: int = 256) -> dict[str, dict[str, float]]:
-    """Per-layer ridge probes: ``{layer: {'accuracy', 'l2', 'val_accuracy'}}``."""
-    (x_tr, y_tr), (x_te, y_te), num_classes = data
-    f_tr = probe.extract_features(model, params, x_tr, batch_size)
-    f_te = probe.extract_features(model, params, x_te, batch_size)
-    return probe.probe_layers(f_tr, np.asarray(y_tr), f_te, np.asarray(y_te), num_classes)
+def linear_probe(model, params, data: Splits, batch_size: int = 256) -> dict[str, dict]:
+    """Per-layer ridge probes fitted on ``data``'s training examples, tested on its test
+    split: ``{layer: {'accuracy', 'l2', 'val_accuracy'}}``."""
+    f_tr = probe.extract_features(model, params, data.x_train, batch_size)
+    f_te = probe.extract_features(model, params, data.x_test, batch_size)
+    return probe.probe_layers(f_tr, data.y_train, f_te, data.y_test, data.num_classes)
+
+
+def evaluate_transfer(
+    model, params, init_params, data: Splits, ft, pre, workdir: str, few_labels: int = 0
+) -> dict:
+    """The transfer of one model (``params``; fine-tuned from ``init_params``, random if
+    None) to ``data``: per-layer probes, fine-tuning on ``ft.downstream.num_labels`` labels
+    (in ``workdir/finetune``), and with ``few_labels`` > 0 the same on the first
+    ``few_labels`` labelled images (``workdir/finetune_<n>labels``).
+
+    The best probe layer is chosen on the probe's validation split (the training set's
+    own held-out part), never on test data. Returns one flat row: ``finetune_top1``,
+    ``probe_last_top1`` (pre-logits), ``probe_best_top1`` and ``probe_best_layer``,
+    ``probe_<layer>`` for every layer, the ``*_<n>labels_*`` twins, and wall times.
+    """
+    row = {}
+    for n in (0, few_labels) if few_labels else (0,):
+        tag = f"_{n}labels" if n else ""
+        t0 = time.perf_counter()
+        probes = linear_probe(model, params, data.labelled(n))
+        t_probe = time.perf_counter() - t0
+        ft_n = ml_collections.ConfigDict(ft.to_dict())
+        if n:
+            ft_n.downstream.num_labels = n
+        run = finetune(ft_n, pre, init_params, os.path.join(workdir, f"finetune{tag}"), data)
+        best = probe.best_layer(probes)
+        row.update(
+            {
+                f"finetune{tag}_top1": run["test_accuracy"],
+                f"probe_last{tag}_top1": probes["pre_logits"]["accuracy"],
+                f"probe_best{tag}_top1": probes[best]["accuracy"],
+                f"probe_best{tag}_layer": best,
+            }
+        )
+        if not n:
+            row.update({f"probe_{k}": v["accuracy"] for k, v in probes.items()})
+            row.update(probe_seconds=t_probe, finetune_seconds=time.perf_counter() - t0 - t_probe)
+    return row
+
+
+def probe_layers_of(row: dict) -> dict[str, dict[str, float]]:
+    """The per-layer probe accuracies of an :func:`evaluate_transfer` row, as
+    ``{layer: {'accuracy'}}`` for :func:`plot_probe`."""
+    return {
+        k[len("probe_") :]: {"accuracy": v}
+        for k, v in row.items()
+        if k.startswith(("probe_block", "probe_pre_logits"))
+    }
 
 
 def random_init(pre: ml_collections.ConfigDict, seed: int):

@@ -143,22 +143,8 @@ def validate(config: ml_collections.ConfigDict) -> None:
         raise ConfigError(f"warmup_steps={config.warmup_steps}: must be >= 0")
     if config.optim.lr <= 0:
         raise ConfigError(f"optim.lr={config.optim.lr}: must be > 0")
-    a = config.augment
-    for name in ("crop_scale", "crop_ratio"):
-        if len(a[name]) != 2 or not all(isinstance(v, (int, float)) for v in a[name]):
-            raise ConfigError(f"augment.{name}={a[name]}: need two numbers, e.g. (0.08, 1.0)")
-    lo, hi = a.crop_scale
-    if not 0 < lo <= hi <= 1:
-        raise ConfigError(f"augment.crop_scale={tuple(a.crop_scale)}: need 0 < lo <= hi <= 1")
-    for name in ("hflip", "vflip", "erase_prob", "mix_prob", "mix_switch_prob"):
-        if not 0 <= a[name] <= 1:
-            raise ConfigError(f"augment.{name}={a[name]}: must be a probability in [0, 1]")
-    if not 0 <= a.label_smoothing < 1:
-        raise ConfigError(f"augment.label_smoothing={a.label_smoothing}: must be in [0, 1)")
-    # Checked here, not first inside the traced step, so nothing is written for a bad value.
-    augment.interpolation(a)
-    if a.get("randaugment"):
-        augment.randaugment.parse_policy(a.randaugment)
+    augment.validate(config.augment)
+    make_model(config, 1)  # the model block's own checks
     decay_mask({}, config.optim.get("decay_rule", "official"))
 
 
@@ -415,6 +401,7 @@ def train_and_evaluate(
     source=None,
     init_params: dict | None = None,
     allow_changes: bool = False,
+    eval_source=None,
 ) -> dict[str, Any]:
     """Train ``config`` in ``workdir`` (resuming from its latest checkpoint).
 
@@ -424,7 +411,8 @@ def train_and_evaluate(
     ``batch(key, step, batch_size)`` and ``num_classes``); ``init_params`` starts a new run
     from these weights, all but the head (:func:`transfer_params`). A resumed run must have
     the config it started with, up to :data:`RESUME_SAFE_FIELDS` (:func:`check_resume`);
-    ``allow_changes`` lets any change through, recorded.
+    ``allow_changes`` lets any change through, recorded. The logged ``eval_*`` metrics are
+    on a fixed batch of ``eval_source`` (default: the training source, unaugmented).
 
     SIGTERM or SIGINT (pre-emption, Ctrl-C) end the loop at the next step boundary with a
     checkpoint there, then raise :class:`~fractaljax.errors.Preempted`.
@@ -458,7 +446,7 @@ def train_and_evaluate(
     )
 
     train_step = make_train_step(config, model, source, tx, schedule, mesh)
-    eval_step = make_eval_step(config, model, source)
+    eval_step = make_eval_step(config, model, eval_source or source)
     writer = MetricWriter(workdir)
     writer.truncate_after(start)  # rows past the checkpoint are written again
     summary: dict[str, Any] = {"steps": int(start)}
