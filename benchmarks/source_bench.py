@@ -25,9 +25,6 @@ SOURCES = ["onepfrac", "fractaldb", "ofdb", "real_image"]
 
 def config_for(name: str, size: str):
     """The paper-size (224 px) or mini (32 px) config of a source."""
-    if name == "onepfrac":
-        module = "onepfrac_vit_ti" if size == "paper" else "onepfrac_mini"
-        return importlib.import_module(f"configs.{module}").get_config()
     arg = "vit_ti" if size == "paper" else "mini"
     return importlib.import_module(f"configs.{name}").get_config(arg)
 

@@ -25,10 +25,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from configs import onepfrac_mini, onepfrac_vit_ti
+from configs import onepfrac
 from fractaljax import sharding, sources, train
 
-CONFIGS = {"mini": onepfrac_mini, "vit_ti": onepfrac_vit_ti}
+CONFIGS = onepfrac.RECIPES
 
 
 def time_steps(step_fn, state, steps: int) -> float:
@@ -56,7 +56,7 @@ def main() -> None:
     args = parser.parse_args()
 
     if args.source == "onepfrac":
-        config = CONFIGS[args.config].get_config()
+        config = onepfrac.get_config(args.config)
     else:
         config = importlib.import_module(f"configs.{args.source}").get_config(args.config)
     if args.dtype:

@@ -8,35 +8,31 @@ weighting, random 3x3 patch patterns and flips. The baseline 1p-frac is compared
   python -m experiments.pretrain --config configs/fractaldb.py --workdir runs/fdb1k   # GPU/TPU
 
 ``:vit_ti`` (default) is the paper's ViT-Tiny/16 recipe (512 px canvas, 224 px input),
-k = 1000; ``:mini`` is the CPU-sized run of configs/onepfrac_mini.py with k = 100. The
+k = 1000; ``:mini`` is the CPU-sized run of configs/onepfrac.py:mini with k = 100. The
 category search runs once and is cached in the workdir (ifs_categories_<hash>.npz).
 """
 
 import ml_collections
 
-from configs import onepfrac_mini, onepfrac_vit_ti
-
-RECIPES = {"vit_ti": onepfrac_vit_ti, "mini": onepfrac_mini}
-
-
-def recipe(arg: str) -> ml_collections.ConfigDict:
-    """The training recipe named by ``arg`` ('vit_ti' or 'mini'), with 1p-frac's source."""
-    if arg not in RECIPES:
-        raise ValueError(f"config argument {arg!r}: choose one of {sorted(RECIPES)}")
-    return RECIPES[arg].get_config()
+from configs import onepfrac
 
 
 def get_config(arg: str = "vit_ti") -> ml_collections.ConfigDict:
-    c = recipe(arg)
-    num_classes = c.source.num_classes  # 1000 (paper) or 100 (mini), as 1p-frac's L
-    c.source = ml_collections.ConfigDict()
-    c.source.name = "fractaldb"
-    c.source.num_classes = num_classes  # k categories
-    c.source.min_maps = 2  # N ~ U{min_maps..max_maps}; official randint(2, 8): 2..7
-    c.source.max_maps = 7
-    c.source.min_fill = 0.2  # a category is kept if its point rendering fills >= 20%
-    c.source.search_size = 512  # ... of the official canvas (100k points, pad 6)
-    c.source.search_pad = 6
-    c.source.weights = (0.8, 0.9, 1.1, 1.2)  # one parameter a..f of every map times w
-    c.source.flip = True  # random horizontal and vertical flips of each instance
+    c = onepfrac.get_config(arg)  # the recipe 'vit_ti' or 'mini'
+    c.source = source_block(c.source.num_classes)
     return c
+
+
+def source_block(num_classes: int) -> ml_collections.ConfigDict:
+    """FractalDB's source block with ``num_classes`` categories (1p-frac's L)."""
+    s = ml_collections.ConfigDict()
+    s.name = "fractaldb"
+    s.num_classes = num_classes  # k categories
+    s.min_maps = 2  # N ~ U{min_maps..max_maps}; official randint(2, 8): 2..7
+    s.max_maps = 7
+    s.min_fill = 0.2  # a category is kept if its point rendering fills >= 20%
+    s.search_size = 512  # ... of the official canvas (100k points, pad 6)
+    s.search_pad = 6
+    s.weights = (0.8, 0.9, 1.1, 1.2)  # one parameter a..f of every map times w
+    s.flip = True  # random horizontal and vertical flips of each instance
+    return s

@@ -10,11 +10,12 @@ the CPU-sized run, k = 100.
 
 import ml_collections
 
-from configs import fractaldb
+from configs import fractaldb, onepfrac
 
 
 def get_config(arg: str = "vit_ti") -> ml_collections.ConfigDict:
-    c = fractaldb.get_config(arg)
+    c = onepfrac.get_config(arg)  # the recipe 'vit_ti' or 'mini'
+    c.source = fractaldb.source_block(c.source.num_classes)  # FractalDB's categories
     c.source.name = "ofdb"
     del c.source.weights  # one image per category: no instances
     del c.source.flip

@@ -13,11 +13,11 @@ The default image is scikit-learn's bundled china.jpg.
 
 import ml_collections
 
-from configs import fractaldb
+from configs import onepfrac
 
 
 def get_config(arg: str = "vit_ti") -> ml_collections.ConfigDict:
-    c = fractaldb.recipe(arg)
+    c = onepfrac.get_config(arg)  # the recipe 'vit_ti' or 'mini'
     num_classes = c.source.num_classes
     c.source = ml_collections.ConfigDict()
     c.source.name = "real_image"

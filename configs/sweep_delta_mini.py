@@ -5,7 +5,7 @@
 
 Mini protocol (one point ~7 minutes on a 2-core CPU; 3 seeds x (5 values + random init),
 about 2 hours):
-* pre-training: configs/onepfrac_mini.py (32 px, 10k points in 3x3 patches, ViT 'mu/8':
+* pre-training: configs/onepfrac.py:mini (32 px, 10k points in 3x3 patches, ViT 'mu/8':
   width 128, 4 blocks, 16 tokens) with the paper's L = 1000 classes, 1200 steps of batch
   128 (154 images a class), flips + label smoothing;
 * fine-tuning: configs/finetune_mini.py, 5k labels, 300 SGD steps; and the few-label
@@ -18,12 +18,12 @@ sweep_sources_mini.py; paper scale: configs/sweep_delta_vit_ti.py.
 
 import ml_collections
 
-from configs import finetune_mini, onepfrac_mini
+from configs import finetune_mini, onepfrac
 
 
 def get_config() -> ml_collections.ConfigDict:
     c = ml_collections.ConfigDict()
-    c.pretrain = onepfrac_mini.get_config()
+    c.pretrain = onepfrac.get_config("mini")
     c.pretrain.source.num_classes = 1000  # L, as the paper
     c.pretrain.total_steps = 1200
     c.pretrain.warmup_steps = 100

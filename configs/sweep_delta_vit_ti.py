@@ -13,12 +13,12 @@ scratch ~15 h on one H200 (bfloat16). Fewer steps: --config.pretrain.total_steps
 
 import ml_collections
 
-from configs import finetune_cifar100, onepfrac_vit_ti
+from configs import finetune_cifar100, onepfrac
 
 
 def get_config() -> ml_collections.ConfigDict:
     c = ml_collections.ConfigDict()
-    c.pretrain = onepfrac_vit_ti.get_config()
+    c.pretrain = onepfrac.get_config("vit_ti")
     c.pretrain.model.dtype = "bfloat16"
     c.finetune = finetune_cifar100.get_config()
 

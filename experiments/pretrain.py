@@ -1,6 +1,6 @@
 """Pre-train a ViT on a synthetic source.
 
-  python -m experiments.pretrain --config configs/onepfrac_mini.py --workdir runs/mini \
+  python -m experiments.pretrain --config configs/onepfrac.py:mini --workdir runs/mini \
       [--config.source.delta=0.01 ...]
 
 Resumes from the latest checkpoint in --workdir, with the config it started with (a change
@@ -16,7 +16,7 @@ from absl import flags
 
 from fractaljax import cli, train
 
-_CONFIG = cli.define_config("onepfrac_mini", "Pre-training config file.")
+_CONFIG = cli.define_config("onepfrac:mini", "Pre-training config file.")
 _WORKDIR = flags.DEFINE_string(
     "workdir", None, "Run directory (resumed if it has checkpoints).", required=True
 )

@@ -3,7 +3,7 @@ images against a random init of the same model.
 
   python -m experiments.quickstart [--workdir runs/quickstart] [--config.total_steps=...]
 
-1. pre-trains ``configs/onepfrac_mini.py`` (32 px, L = 100, a 0.8M-parameter ViT, 600
+1. pre-trains ``configs/onepfrac.py:mini`` (32 px, L = 100, a 0.8M-parameter ViT, 600
    steps; about 3 minutes on a 2-core CPU);
 2. on real Fashion-MNIST when its files are present (else scikit-learn's digits, and it
    says so): (a) fine-tunes on 5k labels for 300 steps (the paper's protocol, shortened),
@@ -24,7 +24,7 @@ from configs import finetune_mini
 from fractaljax import cli, downstream, errors, train
 from fractaljax import finetune as ft_lib
 
-_CONFIG = cli.define_config("onepfrac_mini", "Pre-training config file.")
+_CONFIG = cli.define_config("onepfrac:mini", "Pre-training config file.")
 _WORKDIR = flags.DEFINE_string("workdir", "runs/quickstart", "Run directory.")
 _DATASET = flags.DEFINE_string(
     "dataset", None, "Downstream set (default: fashion_mnist if its files are here, else digits)."

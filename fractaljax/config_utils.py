@@ -13,8 +13,10 @@ CONFIG_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file
 
 
 def preset(name: str) -> str:
-    """Path of a config preset shipped in ``configs/`` (e.g. ``preset('onepfrac')``)."""
-    return os.path.join(CONFIG_DIR, f"{name}.py")
+    """Path of a config preset shipped in ``configs/``: ``preset('onepfrac')``, or with the
+    config's argument, ``preset('onepfrac:mini')`` -> ``.../configs/onepfrac.py:mini``."""
+    name, _, arg = name.partition(":")
+    return os.path.join(CONFIG_DIR, f"{name}.py") + (f":{arg}" if arg else "")
 
 
 def check_finite(config: ml_collections.ConfigDict, prefix: str = "") -> None:

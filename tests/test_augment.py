@@ -3,7 +3,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from configs import onepfrac_vit_ti
+from configs import onepfrac
 from fractaljax import augment
 
 
@@ -12,7 +12,7 @@ def _images(b=8, s=16):
 
 
 def test_augment_batch_shapes_ranges_and_label_mass():
-    cfg = onepfrac_vit_ti.get_config().augment
+    cfg = onepfrac.get_config("vit_ti").augment
     images = _images()
     labels = jnp.arange(8) % 5
     x, t = jax.jit(lambda k: augment.augment_batch(k, images, labels, 5, cfg))(jax.random.key(1))
@@ -105,7 +105,7 @@ def test_crop_from_the_canvas_to_the_input_size():
         jax.random.key(0), canvas, (1.0, 1.0), (1.0, 1.0), 16, "bicubic"
     )
     assert not np.allclose(np.asarray(cubic), np.asarray(whole))
-    cfg = onepfrac_vit_ti.get_config().augment
+    cfg = onepfrac.get_config("vit_ti").augment
     x, _ = augment.augment_batch(jax.random.key(1), _images(4, 64), jnp.arange(4), 4, cfg, 16)
     assert x.shape == (4, 16, 16, 3)
     np.testing.assert_array_equal(np.asarray(augment.resize(_images(2), 16)), _images(2))

@@ -6,7 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from configs import onepfrac_mini
+from configs import onepfrac
 from fractaljax import ifs as ifs_lib
 from fractaljax import render, sources
 from fractaljax.errors import ConfigError
@@ -21,7 +21,7 @@ SMALL = {
 
 
 def small(**overrides):
-    c = onepfrac_mini.get_config()
+    c = onepfrac.get_config("mini")
     c.update_from_flattened_dict({**SMALL, **overrides})
     return c
 

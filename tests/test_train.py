@@ -6,7 +6,7 @@ import numpy as np
 import optax
 import pytest
 
-from configs import fractaldb, onepfrac_mini, real_image
+from configs import fractaldb, onepfrac, real_image
 from fractaljax import augment, sharding, sources, train
 from fractaljax.checkpoint import Checkpoints
 from fractaljax.errors import ConfigError
@@ -33,7 +33,7 @@ TINY_FLAGS = [f"--config.{k}={v}" for k, v in TINY.items()]
 
 
 def tiny_config(**overrides):
-    c = onepfrac_mini.get_config()
+    c = onepfrac.get_config("mini")
     c.update_from_flattened_dict({**TINY, **overrides})
     return c
 
@@ -51,7 +51,7 @@ def _params(workdir, step):
 
 
 def _decayed(rule):
-    c = onepfrac_mini.get_config()
+    c = onepfrac.get_config("mini")
     c.model.variant = "test/4"
     model = train.make_model(c, 10)
     params = jax.eval_shape(model.init, jax.random.key(0), jax.numpy.zeros((1, 32, 32, 3)))
