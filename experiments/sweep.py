@@ -44,10 +44,13 @@ from absl import flags
 
 from fractaljax import cli, config_utils, stats, train
 from fractaljax import finetune as ft_lib
-from fractaljax.errors import ConfigError
+from fractaljax.errors import ConfigError, UserError
 from fractaljax.metrics import format_duration, read_jsonl
 
 _CONFIG = cli.define_config("sweep_delta_mini", "Sweep config file.")
+_FINISHED = flags.DEFINE_bool(
+    "only_finished", False, "Tables and plots of the finished points only; compute nothing."
+)
 _WORKDIR = flags.DEFINE_string(
     "workdir", None, "Tables and plots (default: sweep.workdir); points: sweep.points_dir."
 )
@@ -142,7 +145,7 @@ def point_key(identity: dict) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
-def run_point(cfg, field, value, seed, data, workdir) -> dict:
+def run_point(cfg, field, value, seed, data, workdir, compute: bool = True) -> dict | None:
     """Pre-train (or not: ``value is None`` is the random init) and evaluate one point.
 
     The point lives in ``<sweep.points_dir or workdir>/points/<key>`` (see
@@ -176,6 +179,8 @@ def run_point(cfg, field, value, seed, data, workdir) -> dict:
             done = done.get("result", done)  # a store file holds the identity beside it
             print(f"{name}: done earlier, skipped ({done_path})", flush=True)
             return {**done, **here}  # the same point may have another name in another sweep
+    if not compute:
+        return None
     print(f"\n=== {name} ({point_dir})", flush=True)
     os.makedirs(point_dir, exist_ok=True)
     with open(os.path.join(point_dir, "identity.json"), "w") as f:
@@ -314,7 +319,9 @@ def summary_table(summary: list[dict]) -> str:
     for s in summary:
         cells = ""
         for m in metrics:
-            cell = f"{100 * s[f'{m}_mean']:.1f} +- {100 * s[f'{m}_sd']:.1f}"
+            cell = f"{100 * s[f'{m}_mean']:.1f}"
+            if s["seeds"] > 1:  # one seed has no spread to show
+                cell += f" +- {100 * s[f'{m}_sd']:.1f}"
             if f"{m}_diff" in s:
                 lo, hi = s[f"{m}_diff_lo"], s[f"{m}_diff_hi"]
                 ci = f" [{100 * lo:+.1f}, {100 * hi:+.1f}]" if np.isfinite(lo) else ""
@@ -359,7 +366,8 @@ def main(argv) -> None:
     t0 = time.perf_counter()
     train.prepare_workdir(workdir, cfg)
     pre = cfg.pretrain
-    data = ft_lib.load_downstream(
+    compute = not _FINISHED.value
+    data = compute and ft_lib.load_downstream(
         cfg.finetune, train.input_size(pre), pre.render.channels, cfg.finetune.probe_train_limit
     )
     # Seed by seed, the random init first: a sweep stopped part-way still has whole, paired
@@ -368,16 +376,30 @@ def main(argv) -> None:
     print(
         f"sweep {field} over {values} x seeds {seeds}"
         f"{' + random init' if sw.random_init else ''}: {len(points)} points; downstream "
-        f"{data.name} ({len(data.y_train)} probe train / {len(data.y_test)} test images); "
-        f"workdir {workdir}",
+        + (
+            f"{data.name} ({len(data.y_train)} probe train / {len(data.y_test)} test images)"
+            if data
+            else "finished points only"
+        )
+        + f"; workdir {workdir}",
         flush=True,
     )
-    rows = []
+    rows, missing = [], []
     for i, (value, seed) in enumerate(points):
-        rows.append(run_point(cfg, field, value, seed, data, workdir))
+        row = run_point(cfg, field, value, seed, data, workdir, compute)
+        if row is None:
+            missing.append(
+                point_name(field, value, seed) if value is not None else f"random_init_seed{seed}"
+            )
+            continue
+        rows.append(row)
         write_csv(rows, os.path.join(workdir, "results.csv"))
         elapsed = time.perf_counter() - t0
         print(f"[{i + 1}/{len(points)} points, {format_duration(elapsed)} elapsed]", flush=True)
+    if missing:
+        print(f"not finished, left out: {', '.join(missing)}", flush=True)
+    if not rows:
+        raise UserError(f"sweep {field}: no finished point yet; run it without --only_finished")
     title = f"{field} sweep, {cfg.finetune.downstream.dataset}"
     log_x = sw.log_x and _is_numeric(values)
     plot(rows, field, workdir, log_x, title, sw.get("store_dir", ""))

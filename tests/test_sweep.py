@@ -91,6 +91,13 @@ def test_sweep_writes_results_and_resumes(run, tmp_path):
     assert [r["point"] for r in again] == ["random_init_seed0", "sigma=3.5_seed0"]
     assert again[1]["finetune_top1"] == rows[0]["finetune_top1"]
     assert not (tmp_path / "elsewhere").exists()
+    # A sweep in progress: the finished points summarised, nothing computed.
+    part = [a for a in args if not a.startswith(("--config.sweep.seeds", "--workdir"))]
+    res = run(*part, "--config.sweep.seeds=(0, 1)", f"--workdir={tmp_path}/part", "--only_finished")
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert "left out: random_init_seed1, delta=0.5_seed1" in res.stdout
+    with open(tmp_path / "part" / "results.csv") as f:
+        assert len(list(csv.DictReader(f))) == 2
     assert (tmp_path / "sigma" / "loss.png").stat().st_size > 1000
 
 
