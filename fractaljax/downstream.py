@@ -236,6 +236,10 @@ class ArraySource:
     num_classes: int
     name: str = "arrays"
 
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        return tuple(self.images.shape[1:])
+
     def batch(self, key: jax.Array, step, batch_size: int):
         idx = jax.random.randint(jax.random.fold_in(key, step), (batch_size,), 0, len(self.labels))
         return self.images[idx], self.labels[idx]

@@ -67,16 +67,13 @@ def predict(model, params, images: jax.Array, batch_size: int = 256) -> np.ndarr
     return probe.map_batches(forward, images, batch_size)
 
 
-def run_config(ft: ml_collections.ConfigDict, pre: ml_collections.ConfigDict, num_classes: int):
-    """The fine-tuning run's config: ``ft``'s optimisation, ``pre``'s model and input size."""
+def run_config(ft: ml_collections.ConfigDict, pre: ml_collections.ConfigDict):
+    """The fine-tuning run's config: ``ft``'s optimisation, ``pre``'s model and input size
+    (the data's shape and classes come from its source)."""
     c = ml_collections.ConfigDict(ft.to_dict())
     c.model = ml_collections.ConfigDict(pre.model.to_dict())
-    c.render = ml_collections.ConfigDict(pre.render.to_dict())
     # Downstream images arrive at the model's input size: no canvas to crop from.
-    c.render.image_size = c.input_size = train.input_size(pre)
-    c.source = ml_collections.ConfigDict(
-        {"name": f"downstream:{ft.downstream.dataset}", "num_classes": num_classes}
-    )
+    c.input_size = train.input_size(pre)
     return c
 
 
@@ -106,7 +103,7 @@ def finetune(
     if len(data.y_train[held]) == 0:  # nothing beyond the labelled set: hold out its tail
         n = max(len(data.y_train) - ft.eval_batch_size, 1)
         held = slice(n, None)
-    cfg = run_config(ft, pre, data.num_classes)
+    cfg = run_config(ft, pre)
     src = downstream.ArraySource(
         data.x_train[:n], jnp.asarray(data.y_train[:n]), data.num_classes, data.name
     )

@@ -61,6 +61,11 @@ class Source:
     systems: IFS | None = None
     info: dict[str, Any] = dataclasses.field(default_factory=dict)
 
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        """``(H, W, C)`` of the images :meth:`batch` returns."""
+        return (self.spec.image_size, self.spec.image_size, self.spec.channels)
+
     def batch(self, key: jax.Array, step: jax.Array | int, batch_size: int):
         """One batch: labels uniform over the classes, freshly rendered.
 

@@ -47,10 +47,13 @@ from fractaljax.models import vit
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 
 
-def input_size(config: ml_collections.ConfigDict) -> int:
-    """The model's input side in pixels: ``config.input_size``, or the rendered size where a
-    config has none (the source's images are then used as they are)."""
-    return int(config.get("input_size") or config.render.image_size)
+def input_size(config: ml_collections.ConfigDict, source=None) -> int:
+    """The model's input side in pixels: ``config.input_size``, or else the side of the
+    source's images (``source.image_shape``, or ``config.render.image_size`` without a
+    source), which are then used as they are."""
+    if config.get("input_size"):
+        return int(config.input_size)
+    return int(source.image_shape[0] if source is not None else config.render.image_size)
 
 
 def make_model(config: ml_collections.ConfigDict, num_classes: int) -> vit.ViT:
@@ -277,7 +280,7 @@ def make_train_step(config, model, source, tx, schedule, mesh) -> Callable:
         images = jax.lax.with_sharding_constraint(images, batch_sharding)
         k_aug, k_drop = jax.random.split(jax.random.fold_in(step_key, step))
         x, targets = augment.augment_batch(
-            k_aug, images, labels, num_classes, config.augment, input_size(config)
+            k_aug, images, labels, num_classes, config.augment, input_size(config, source)
         )
 
         def loss_fn(params):
@@ -309,7 +312,9 @@ def make_eval_step(config, model, source) -> Callable:
     @jax.jit
     def eval_step(params):
         images, labels = source.batch(key, 0, config.eval_batch_size)
-        images = augment.resize(images, input_size(config), augment.interpolation(config.augment))
+        images = augment.resize(
+            images, input_size(config, source), augment.interpolation(config.augment)
+        )
         logits, _ = model.apply({"params": params}, augment.normalize(images))
         return {
             "eval_loss": lpce(logits, labels).mean(),
@@ -324,9 +329,11 @@ def init_key(seed: int) -> jax.Array:
     return keys.stream(seed, "init")
 
 
-def init_state(config, model, tx, mesh) -> train_state.TrainState:
-    s = input_size(config)
-    dummy = jnp.zeros((1, s, s, config.render.channels), jnp.float32)
+def init_state(config, model, tx, mesh, image_shape) -> train_state.TrainState:
+    """The initial train state for inputs of ``image_shape`` (H, W, C) resized to
+    :func:`input_size`."""
+    s = int(config.get("input_size") or image_shape[0])
+    dummy = jnp.zeros((1, s, s, image_shape[-1]), jnp.float32)
 
     @jax.jit
     def init():
@@ -338,6 +345,22 @@ def init_state(config, model, tx, mesh) -> train_state.TrainState:
 
 def _checkpointable(state: train_state.TrainState) -> dict[str, Any]:
     return {"step": state.step, "params": state.params, "opt_state": state.opt_state}
+
+
+def read_source_record(workdir: str, config: ml_collections.ConfigDict) -> dict:
+    """What a run trained on (``WORKDIR/source.json``: name, num_classes, image_shape), as
+    its source reported it; runs older than that record fall back to their config."""
+    path = os.path.join(workdir, "source.json")
+    if os.path.exists(path):
+        with open(path) as f:
+            return json.load(f)
+    r = config.render
+    shape = (r.image_size, r.image_size, r.channels)
+    return {
+        "name": config.source.name,
+        "num_classes": config.source.num_classes,
+        "image_shape": shape,
+    }
 
 
 def load_pretrained(workdir: str):
@@ -355,10 +378,10 @@ def load_pretrained(workdir: str):
     if step is None:
         ckpt.close()
         raise CheckpointError(f"--pretrained={workdir}: no checkpoint there yet; train it first")
-    num_classes = config.source.num_classes
-    model = make_model(config, num_classes)
+    data = read_source_record(workdir, config)
+    model = make_model(config, data["num_classes"])
     tx = make_optimizer(config, learning_rate(config))
-    state = init_state(config, model, tx, sharding.data_mesh())
+    state = init_state(config, model, tx, sharding.data_mesh(), data["image_shape"])
     params = ckpt.restore(step, _checkpointable(state))["params"]
     ckpt.close()
     return config, model, params
@@ -381,7 +404,7 @@ def _set_up(config, workdir, source, allow_changes, mesh):
     if getattr(source, "info", None):
         print(f"source {source.name}: {source.info}", flush=True)
 
-    state = init_state(config, model, tx, mesh)
+    state = init_state(config, model, tx, mesh, source.image_shape)
     ckpt = Checkpoints(workdir, keep=config.keep_checkpoints)
     try:
         start, restored = ckpt.restore_latest(_checkpointable(state))
@@ -390,6 +413,10 @@ def _set_up(config, workdir, source, allow_changes, mesh):
     except UserError:
         ckpt.close()
         raise
+    # The run's record of its data, from the source itself (load_pretrained reads it).
+    record = {"name": source.name, "num_classes": source.num_classes}
+    with open(os.path.join(workdir, "source.json"), "w") as f:
+        json.dump({**record, "image_shape": list(source.image_shape)}, f)
     return source, model, schedule, tx, state, ckpt, start, restored
 
 
@@ -438,8 +465,8 @@ def train_and_evaluate(
     n_params = sum(p.size for p in jax.tree.leaves(state.params))
     print(
         f"training {config.model.variant} ({n_params / 1e6:.2f}M params) on "
-        f"{source.name} ({source.num_classes} classes, {config.render.image_size} px -> "
-        f"{input_size(config)} px), batch "
+        f"{source.name} ({source.num_classes} classes, {source.image_shape[0]} px -> "
+        f"{input_size(config, source)} px), batch "
         f"{config.batch_size}, steps {start}->{config.total_steps}, "
         f"{mesh.devices.size} {jax.devices()[0].platform} device(s), workdir {workdir}",
         flush=True,

@@ -94,6 +94,10 @@ def test_finetune_few_steps_loss_falls(digits_data, tmp_path):
     s = ft_lib.finetune(ft, pre, params, str(tmp_path), data=data)
     assert s["last_loss"] < s["first_loss"] - 0.15, s
     assert s["test_accuracy"] > 0.2, s  # chance: 0.1
+    # The run's shape and classes are what its source reported, not a fabricated config.
+    rec = json.loads((tmp_path / "source.json").read_text())
+    assert rec == {"name": "digits", "num_classes": 10, "image_shape": [16, 16, 3]}
+    assert "render" not in json.loads((tmp_path / "config.json").read_text())
 
 
 def test_transfer_params_keeps_new_head():

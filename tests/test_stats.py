@@ -43,7 +43,7 @@ def test_random_init_baseline_is_the_pretraining_starting_point():
     c = tiny_config(seed=3)
     model = train.make_model(c, c.source.num_classes)
     tx = train.make_optimizer(c, train.learning_rate(c))
-    start = train.init_state(c, model, tx, sharding.data_mesh()).params
+    start = train.init_state(c, model, tx, sharding.data_mesh(), (16, 16, 3)).params
     _, same = finetune.random_init(c, seed=3)
     _, other = finetune.random_init(c, seed=4)
     for a, b in zip(jax.tree.leaves(start), jax.tree.leaves(same)):

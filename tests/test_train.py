@@ -43,7 +43,7 @@ def _params(workdir, step):
     src = sources.make(c)
     model = train.make_model(c, src.num_classes)
     tx = train.make_optimizer(c, train.learning_rate(c))
-    state = train.init_state(c, model, tx, sharding.data_mesh())
+    state = train.init_state(c, model, tx, sharding.data_mesh(), src.image_shape)
     ck = Checkpoints(str(workdir))
     restored = ck.restore(step, train._checkpointable(state))
     ck.close()
@@ -90,7 +90,7 @@ def test_steps_on_a_fixed_batch_reduce_the_loss():
     model = train.make_model(c, src.num_classes)
     schedule = optax.constant_schedule(1e-3)
     tx = train.make_optimizer(c, schedule)
-    state = train.init_state(c, model, tx, sharding.data_mesh())
+    state = train.init_state(c, model, tx, sharding.data_mesh(), src.image_shape)
     images, labels = src.batch(jax.random.key(0), 0, 16)
     x = augment.normalize(images)
 
