@@ -104,12 +104,9 @@ def finetune(
         n = max(len(data.y_train) - ft.eval_batch_size, 1)
         held = slice(n, None)
     cfg = run_config(ft, pre)
-    src = downstream.ArraySource(
-        data.x_train[:n], jnp.asarray(data.y_train[:n]), data.num_classes, data.name
-    )
-    val = downstream.ArraySource(
-        data.x_train[held], jnp.asarray(data.y_train[held]), data.num_classes, data.name
-    )
+    arrays = lambda i: (jnp.asarray(data.x_train[i]), jnp.asarray(data.y_train[i]))
+    src = downstream.ArraySource(*arrays(slice(n)), data.num_classes, data.name)
+    val = downstream.ArraySource(*arrays(held), data.num_classes, data.name)
     summary = train.train_and_evaluate(
         cfg, workdir, source=src, init_params=init_params, eval_source=val
     )
