@@ -47,8 +47,10 @@ def test_sweep_writes_results_and_resumes(run, tmp_path):
     assert [r["point"] for r in rows] == ["random_init_seed0", "delta=0.5_seed0"]
     rows = rows[::-1]  # pre-trained, random
     for r in rows:
-        for m in ("finetune_top1", "probe_best_top1", "probe_last_top1", "probe_block0"):
-            assert 0.0 <= float(r[m]) <= 1.0, (m, r[m])
+        # The reported layers are the rows' own per-layer numbers; digits are learnable.
+        assert r["probe_best_top1"] == r[f"probe_{r['probe_best_layer']}"], r
+        assert r["probe_last_top1"] == r["probe_pre_logits"], r
+        assert float(r["probe_best_top1"]) > 0.3, r  # chance: 0.1
         assert float(r["total_seconds"]) > 0
     assert rows[0]["init"] == "pretrained" and np.isfinite(float(rows[0]["pretrain_last_loss"]))
     assert rows[1]["init"] == "random" and rows[1]["pretrain_top1"] == ""
