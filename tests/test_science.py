@@ -11,7 +11,7 @@ from scipy import stats
 from test_train import tiny_config
 
 from configs import finetune_mini
-from fractaljax import finetune, render, train
+from fractaljax import augment, finetune, render, train
 from fractaljax.finetune import Splits
 from fractaljax.ifs import IFS
 from fractaljax.models import vit
@@ -119,3 +119,19 @@ def test_drop_path_acts_in_training_only():
     np.testing.assert_allclose(
         pre_logits(no_drop, True, k1), pre_logits(model, False, k1), rtol=1e-6, atol=1e-6
     )
+
+
+def test_flip_axes_and_jitter_are_what_they_say():
+    img = jax.random.uniform(jax.random.key(0), (6, 5, 3))  # H != W: a swap would show
+    key = jax.random.key(1)
+    np.testing.assert_array_equal(augment.flip(key, img, 1.0, 0.0), img[:, ::-1])  # left-right
+    np.testing.assert_array_equal(augment.flip(key, img, 0.0, 1.0), img[::-1])  # top-bottom
+    np.testing.assert_array_equal(augment.flip(key, img, 0.0, 0.0), img)
+    np.testing.assert_allclose(augment.color_jitter(key, img, 0.0), img, atol=1e-6)
+    # Strength s draws the brightness factor from U(1 - s, 1 + s): a gray image stays gray,
+    # scaled by that factor (contrast of a constant image and saturation of gray are no-ops).
+    gray = jnp.full((4, 4, 3), 0.4)
+    out = augment.color_jitter(key, gray, 0.5)
+    factor = float(out[0, 0, 0]) / 0.4
+    assert 0.5 <= factor <= 1.5 and abs(factor - 1) > 1e-3
+    np.testing.assert_allclose(out, gray * factor, rtol=1e-5)
