@@ -11,7 +11,7 @@ from scipy import stats
 from test_train import tiny_config
 
 from configs import finetune_mini
-from fractaljax import augment, finetune, render, train
+from fractaljax import augment, finetune, real_image, render, train
 from fractaljax.finetune import Splits
 from fractaljax.ifs import IFS
 from fractaljax.models import vit
@@ -135,3 +135,16 @@ def test_flip_axes_and_jitter_are_what_they_say():
     factor = float(out[0, 0, 0]) / 0.4
     assert 0.5 <= factor <= 1.5 and abs(factor - 1) > 1e-3
     np.testing.assert_allclose(out, gray * factor, rtol=1e-5)
+
+
+def test_affine_warp_translation_direction_and_units():
+    """Canvas units: [-1, 1] spans size - 1 pixels. The warp samples the source at q' = q + t,
+    so t_x = +1 px moves the content one column left and t_y = +1 px one row down."""
+    img = jax.random.uniform(jax.random.key(0), (8, 8, 1))
+    px = 2 / 7
+    left = real_image.warp(img, "affine", jnp.array([0, 0, 0, 0, px, 0.0]))
+    np.testing.assert_allclose(left[:, :-1], img[:, 1:], atol=1e-5)
+    np.testing.assert_allclose(left[:, -1], 0.0, atol=1e-5)  # sampled outside: zero
+    down = real_image.warp(img, "affine", jnp.array([0, 0, 0, 0, 0, px]))
+    np.testing.assert_allclose(down[1:], img[:-1], atol=1e-5)
+    np.testing.assert_allclose(down[0], 0.0, atol=1e-5)
