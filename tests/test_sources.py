@@ -9,6 +9,7 @@ import pytest
 from PIL import Image
 
 from configs import fractaldb, ofdb, real_image
+from fractaljax import ifs as ifs_lib
 from fractaljax import real_image as real_image_lib
 from fractaljax import render, sources
 from fractaljax.errors import ConfigError
@@ -230,3 +231,69 @@ def test_source_name_without_its_fields_is_a_config_error():
     c.source.name = "real_image"  # OFDB's block lacks image_path, mode, ...
     with pytest.raises(ConfigError, match="configs/real_image.py"):
         sources.make(c)
+
+
+# FractalDB's intra-category variation, pinned against a hand-built reference: the key
+# split below is make_fractaldb's (weighting, flips, render), the rest is recomputed here.
+def _fdb_instances(tmp_path, weights, flip, labels):
+    c = small(fractaldb, **{"render.patch": "none", "source.flip": flip})
+    c.source.weights = weights
+    src = sources.make(c, cache_dir=str(tmp_path))
+    key = jax.random.key(5)
+    images = np.asarray(jax.jit(src.render_labels)(labels, key))
+    return src, c, key, images
+
+
+def ifs_map_probs(maps, valid):
+    return ifs_lib.map_probs(jnp.asarray(maps), jnp.asarray(valid))
+
+
+def test_fractaldb_unit_weight_without_patches_or_flips_is_the_category_render(tmp_path):
+    labels = jnp.array([0, 0, 0, 1, 1, 2, 2, 2], jnp.int32)
+    src, c, key, images = _fdb_instances(tmp_path, (1.0,), False, labels)
+    maps = np.asarray(src.systems.maps)[np.asarray(labels)]
+    valid = np.asarray(src.systems.probs)[np.asarray(labels)] > 0
+    _, _, k_render = jax.random.split(key, 3)
+    ifs = render.IFS(jnp.asarray(maps), ifs_map_probs(maps, valid))
+    expected = np.asarray(render.render(sources.render_spec(c), ifs, k_render))
+    np.testing.assert_array_equal(images, expected)
+    # With the shared walk, the three instances of category 0 are one image.
+    np.testing.assert_array_equal(images[0], images[1])
+    np.testing.assert_array_equal(images[0], images[2])
+    assert not np.array_equal(images[0], images[3])
+
+
+def test_fractaldb_weight_multiplies_one_parameter_of_every_map(tmp_path):
+    labels = jnp.zeros(24, jnp.int32).at[12:].set(3)
+    src, c, key, images = _fdb_instances(tmp_path, (2.0,), False, labels)
+    k_w, _, k_render = jax.random.split(key, 3)
+    pick = np.asarray(jax.random.randint(k_w, (24,), 0, 7))  # 0: none, p: parameter p-1
+    assert len(set(pick.tolist())) >= 5  # the draw exercises most of a..f
+    maps = np.asarray(src.systems.maps)[np.asarray(labels)].copy()
+    valid = np.asarray(src.systems.probs)[np.asarray(labels)] > 0
+    for i, p in enumerate(pick):
+        if p > 0:
+            maps[i, :, p - 1] *= 2.0  # all maps of the system, that parameter only
+    ifs = render.IFS(jnp.asarray(maps), ifs_map_probs(maps, valid))
+    expected = np.asarray(render.render(sources.render_spec(c), ifs, k_render))
+    np.testing.assert_allclose(images, expected, atol=1e-6)
+    # ... and a weighting is visible: unweighted and weighted instances differ.
+    plain = pick == 0
+    assert plain.any() and (~plain).any()
+    assert not np.array_equal(images[np.argmax(plain)], images[np.argmax(~plain)])
+
+
+def test_fractaldb_flips_are_exact_mirror_images(tmp_path):
+    labels = jnp.full(32, 2, jnp.int32)
+    _, _, _, base = _fdb_instances(tmp_path, (1.0,), False, labels)
+    _, _, _, flipped = _fdb_instances(tmp_path, (1.0,), True, labels)
+    b = base[0]
+    mirrors = {"none": b, "h": b[:, ::-1], "v": b[::-1], "hv": b[::-1, ::-1]}
+    # The category is not symmetric, so the four mirror images are told apart.
+    assert len({m.tobytes() for m in mirrors.values()}) == 4
+    seen = set()
+    for img in flipped:
+        match = [name for name, m in mirrors.items() if np.array_equal(img, m)]
+        assert len(match) == 1, "an instance is not an exact mirror image of the category"
+        seen.add(match[0])
+    assert seen == set(mirrors)  # 32 fair coin pairs: all four flips occur
