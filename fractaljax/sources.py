@@ -52,6 +52,8 @@ class Source:
       render_labels: ``(labels int32[B], key) -> float32[B, H, W, C]``; jit-able.
       systems: the per-class systems (``maps: float32[L, N, 6]``) where the source has them.
       info: facts about how the source was built (1p-frac: class redraw counts).
+      base: 1p-frac's unperturbed system (``maps: float32[N, 6]``), whose perturbations the
+        classes are; None for the other sources.
     """
 
     name: str
@@ -60,6 +62,7 @@ class Source:
     render_labels: Callable[[jax.Array, jax.Array], jax.Array]
     systems: IFS | None = None
     info: dict[str, Any] = dataclasses.field(default_factory=dict)
+    base: IFS | None = None
 
     @property
     def image_shape(self) -> tuple[int, int, int]:
@@ -99,7 +102,9 @@ _CLASS_CHUNK = 64
 DATA_MODES = ("fixed", "stream")
 
 
-def _onepfrac_keys(seed: int) -> dict[str, jax.Array]:
+def onepfrac_keys(seed: int) -> dict[str, jax.Array]:
+    """The keys of a 1p-frac data set: ``base``, ``classes``, ``walk`` (the fixed walk) and
+    ``patches`` (class l's patches: ``fold_in(patches, l)``)."""
     names = ("base", "classes", "walk", "patches")
     keys = jax.random.split(keys_lib.stream(seed, "onepfrac"), 4)
     return dict(zip(names, keys))
@@ -233,11 +238,12 @@ def onepfrac_systems(
     per-class rejection (:func:`perturb_filled`).
 
     Returns:
-      ``(systems, info)``: ``maps: float32[L, N, 6]``, and ``info`` with ``redraws`` (total
-      rejected perturbations), ``classes_redrawn`` and ``min_class_fill``.
+      ``(systems, info, base)``: ``maps: float32[L, N, 6]``, ``info`` with ``redraws``
+      (total rejected perturbations), ``classes_redrawn`` and ``min_class_fill``, and the
+      base system (``maps: float32[N, 6]``).
     """
     src = config.source
-    keys = _onepfrac_keys(config.seed)
+    keys = onepfrac_keys(config.seed)
     base, _, ok = _filled_base(
         keys["base"], src.n_maps, src.sigma, src.min_fill, spec, src.max_tries
     )
@@ -264,7 +270,7 @@ def onepfrac_systems(
         classes_redrawn=int((redraws > 0).sum()),
         min_class_fill=float(fills.min()),
     )
-    return systems, info
+    return systems, info, base
 
 
 def make_onepfrac(config: ml_collections.ConfigDict, cache_dir: str | None = None) -> Source:
@@ -290,9 +296,9 @@ def make_onepfrac(config: ml_collections.ConfigDict, cache_dir: str | None = Non
         raise ConfigError("source.bank=True needs source.data='fixed' (a bank holds L images)")
     ifs_lib.check_sigma(src.sigma, src.n_maps)
     spec = render_spec(config)
-    systems, info = onepfrac_systems(config, spec)
+    systems, info, base = onepfrac_systems(config, spec)
     del cache_dir  # drawing the L systems took 10-22 s for L = 1000 at 512 px on 2 CPU cores
-    keys = _onepfrac_keys(config.seed)
+    keys = onepfrac_keys(config.seed)
 
     def fixed_images(labels):
         chosen = jax.tree.map(lambda a: a[labels], systems)
@@ -316,7 +322,7 @@ def make_onepfrac(config: ml_collections.ConfigDict, cache_dir: str | None = Non
             del key  # the fixed data set
             return fixed_images(labels)
 
-    return Source("onepfrac", src.num_classes, spec, render_labels, systems, info)
+    return Source("onepfrac", src.num_classes, spec, render_labels, systems, info, base)
 
 
 def render_bank(

@@ -1,0 +1,483 @@
+"""Amortized inference over the 1p-frac generator (Le, Baydin, Zinkov & Wood 2017).
+
+A network trained on synthetic (latent, image) pairs is an amortized proposal q(y | x) for
+the generator that drew them. For 1p-frac the latent is the perturbation: one of the L
+classes (the LPCE classifier's softmax is q(class | x)), or the continuous multiplier
+``eps`` in the LIEP box ``[1 - Delta, 1 + Delta]^{6N}`` around the base fractal.
+
+The generative model (:class:`Generator`):
+
+* prior: uniform over the L classes, or uniform over the box (the official per-class fill
+  rejection is ignored in the continuous prior; it rejected no mini class);
+* renderer: class l's image is its image in the fixed data set (the shared walk and class
+  l's patches, :func:`fractaljax.sources.render_fixed`); ``eps``'s image is the base's maps
+  times ``eps`` on the same walk, with one fixed patch pattern (that of class index L);
+* observation: ``x = render(y) + noise * z``, ``z ~ N(0, I)`` per pixel and channel.
+
+The likelihood is that of the *summary* ``s(x)``: the channel mean average-pooled over
+``pool x pool`` cells. Pooling makes the comparison tolerant of where exactly points land
+(the rendered point clouds are speckle at pixel level), and because ``s`` is linear and
+averages ``pool^2 C`` independent noise values, ``s(x) = s(render(y)) + e`` with ``e`` iid
+``N(0, noise^2 / (pool^2 C))``: the Gaussian likelihood below is exact for the model, so
+the posterior ``p(y | s(x))`` is a true posterior (of the summary) and simulation-based
+calibration must pass. ``noise`` is the bandwidth; it says how much two images may differ
+and still be explained by the same latent.
+
+Everything is pure JAX over explicit keys; :func:`discrete_is`, :func:`continuous_is`,
+:func:`sbc_ranks` and :func:`mmd_test` vmap over observations.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import NamedTuple
+
+import flax.struct
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.scipy.special import logsumexp
+
+from fractaljax import render as render_lib
+from fractaljax import sources
+from fractaljax.errors import ConfigError
+from fractaljax.ifs import IFS
+
+# The prior's share of the network proposal (defensive importance sampling, Hesterberg
+# 1995): weights stay bounded by 1 / DEFENSIVE times the prior's, whatever the network says.
+DEFENSIVE = 0.1
+
+
+def summarize(images: jax.Array, pool: int) -> jax.Array:
+    """``float32[..., H, W, C]`` -> ``float32[..., (H / pool) * (W / pool)]``: the channel
+    mean, average-pooled over ``pool x pool`` cells, flattened."""
+    *lead, h, w, _ = images.shape
+    if h % pool or w % pool:
+        raise ConfigError(f"pool={pool}: must divide the image side {h}")
+    g = images.mean(-1).reshape(*lead, h // pool, pool, w // pool, pool)
+    return g.mean((-3, -1)).reshape(*lead, -1)
+
+
+def summary_var(noise: float, pool: int, channels: int) -> float:
+    """The variance of each summary entry's noise, ``noise^2 / (pool^2 C)``."""
+    return noise**2 / (pool**2 * channels)
+
+
+def log_likelihood(s_x: jax.Array, s_r: jax.Array, var: float | jax.Array) -> jax.Array:
+    """``log N(s_x; s_r, var I)``: ``s_x: float32[D]``, ``s_r: float32[K, D]`` -> ``[K]``."""
+    d = s_x.shape[-1]
+    sq = jnp.sum((s_r - s_x) ** 2, -1)
+    return -0.5 * sq / var - 0.5 * d * jnp.log(2 * jnp.pi * var)
+
+
+# --- weighted samples -------------------------------------------------------------------
+
+
+def log_evidence(log_w: jax.Array) -> jax.Array:
+    """``log p(x)`` estimate: ``logsumexp(log_w) - log K`` over the last axis."""
+    return logsumexp(log_w, -1) - jnp.log(log_w.shape[-1])
+
+
+def ess(log_w: jax.Array) -> jax.Array:
+    """Normalised effective sample size ``(sum w)^2 / (K sum w^2)`` in ``[1/K, 1]``."""
+    k = log_w.shape[-1]
+    return jnp.exp(2 * logsumexp(log_w, -1) - logsumexp(2 * log_w, -1)) / k
+
+
+def pareto_k(log_w: np.ndarray) -> float:
+    """Pareto-smoothed IS diagnostic k-hat (Vehtari et al. 2024) of one set of log weights.
+
+    The generalised Pareto shape fitted (Zhang & Stephens 2009, with the weak prior of the
+    PSIS paper) to the largest ``min(K / 5, 3 sqrt(K))`` weights. k < 0.5: the weights have
+    a finite variance; 0.5-0.7: usable with care; > 0.7: the estimate is not reliable;
+    inf when a handful of weights underflow all the others. NaN when fewer than 5 weights
+    are finite.
+    """
+    lw = np.sort(np.asarray(log_w, np.float64))
+    lw = lw[np.isfinite(lw)]
+    n = lw.size
+    m = int(min(0.2 * n, 3 * math.sqrt(n)))
+    if m < 5:
+        return math.nan
+    top = lw[-1]
+    x = np.exp(lw[-m:] - top) - np.exp(lw[-m - 1] - top)  # exceedances of the cut-off
+    if not np.any(x > 0):
+        return -math.inf  # all equal: no tail at all
+    if x[int(m / 4 + 0.5) - 1] <= 0:
+        return math.inf  # a handful of weights hold everything: as bad as it gets
+    return _gpd_shape(x)
+
+
+def _gpd_shape(x: np.ndarray) -> float:
+    """Zhang & Stephens' (2009) estimate of the generalised Pareto shape of sorted ``x``."""
+    n = x.size
+    m = 30 + int(math.sqrt(n))
+    b = 1 - np.sqrt(m / (np.arange(1, m + 1) - 0.5))
+    b = b / (3 * x[int(n / 4 + 0.5) - 1]) + 1 / x[-1]
+    k = np.log1p(-b[:, None] * x).mean(1)
+    log_lik = n * (np.log(-b / k) - k - 1)
+    w = 1 / np.exp(log_lik - log_lik[:, None]).sum(1)
+    b_post = np.sum(b * w) / np.sum(w)
+    k_post = np.log1p(-b_post * x).mean()
+    return float((n * k_post + 10 * 0.5) / (n + 10))  # shrunk towards 0.5, as PSIS
+
+
+class Weighted(NamedTuple):
+    """Importance samples: ``samples`` (``int32[K]`` classes or ``float32[K, P]`` eps) and
+    their ``log_weights: float32[K]`` (unnormalised)."""
+
+    samples: jax.Array
+    log_weights: jax.Array
+
+
+def class_probs(w: Weighted, num_classes: int) -> jax.Array:
+    """The self-normalised posterior over classes, ``float32[L]``."""
+    p = jax.nn.softmax(w.log_weights)
+    return jax.ops.segment_sum(p, w.samples, num_classes)
+
+
+# --- the generative model -----------------------------------------------------------------
+
+
+@flax.struct.dataclass
+class DiscreteModel:
+    """The class latent: uniform prior over ``L`` classes whose noiseless summaries are
+    ``summaries: float32[L, D]``; summary noise of variance ``var``."""
+
+    summaries: jax.Array
+    var: jax.Array
+
+    @property
+    def num_classes(self) -> int:
+        return self.summaries.shape[0]
+
+    def log_joint(self, s_x: jax.Array, y: jax.Array) -> jax.Array:
+        """``log p(y) + log p(s_x | y)`` for classes ``y: int32[K]``."""
+        ll = log_likelihood(s_x, self.summaries[y], self.var)
+        return ll - jnp.log(self.num_classes)
+
+    def exact_log_posterior(self, s_x: jax.Array) -> jax.Array:
+        """``log p(y | s_x)`` for every class, ``float32[L]`` (enumeration: L is small)."""
+        return jax.nn.log_softmax(log_likelihood(s_x, self.summaries, self.var))
+
+
+def defensive(logits: jax.Array, share: float = DEFENSIVE) -> jax.Array:
+    """Log proposal ``(1 - share) softmax(logits) + share / L`` over the last axis."""
+    n = logits.shape[-1]
+    return jnp.logaddexp(
+        jnp.log1p(-share) + jax.nn.log_softmax(logits), jnp.log(share) - jnp.log(n)
+    )
+
+
+def discrete_is(
+    key: jax.Array, model: DiscreteModel, s_x: jax.Array, log_q: jax.Array, num_samples: int
+) -> Weighted:
+    """Importance sampling of the class posterior of one observation.
+
+    Args:
+      key: PRNG key.
+      model: the generative model.
+      s_x: the observation's summary ``float32[D]``.
+      log_q: the proposal's log probabilities ``float32[L]`` (the network's, made
+        defensive with :func:`defensive`; ``-log L`` everywhere for the prior).
+      num_samples: K.
+    """
+    y = jax.random.categorical(key, log_q, shape=(num_samples,))
+    return Weighted(y, model.log_joint(s_x, y) - log_q[y])
+
+
+@flax.struct.dataclass
+class Generator:
+    """The 1p-frac generator of a pre-training run (see the module doc).
+
+    Attributes:
+      spec: the rendering options.
+      systems: the L class systems, ``maps: float32[L, N, 6]``.
+      base: the unperturbed system, ``maps: float32[N, 6]``.
+      delta: the LIEP half-width.
+      walk_key, patch_key: the fixed data set's keys (:func:`sources.onepfrac_keys`).
+      noise, pool: the observation noise (bandwidth) and the summary's pooling.
+    """
+
+    spec: render_lib.RenderSpec = flax.struct.field(pytree_node=False)
+    systems: IFS
+    base: IFS
+    delta: float = flax.struct.field(pytree_node=False)
+    walk_key: jax.Array
+    patch_key: jax.Array
+    noise: float = flax.struct.field(pytree_node=False)
+    pool: int = flax.struct.field(pytree_node=False)
+
+    @property
+    def num_classes(self) -> int:
+        return self.systems.maps.shape[0]
+
+    @property
+    def var(self) -> float:
+        return summary_var(self.noise, self.pool, self.spec.channels)
+
+    def render_classes(self, labels: jax.Array) -> jax.Array:
+        """The fixed images of classes ``labels: int32[B]``, ``float32[B, H, W, C]``."""
+        chosen = jax.tree.map(lambda a: a[labels], self.systems)
+        return sources.render_fixed(self.spec, chosen, labels, self.walk_key, self.patch_key)[0]
+
+    def class_eps(self) -> jax.Array:
+        """Each class's multipliers of the base parameters, ``float32[L, 6N]``."""
+        safe = jnp.where(self.base.maps == 0, 1.0, self.base.maps)
+        return (self.systems.maps / safe).reshape(self.num_classes, -1)
+
+    def render_eps(self, eps: jax.Array) -> jax.Array:
+        """Images of multipliers ``eps: float32[K, 6N]`` (base probabilities, the fixed
+        walk, the patches of class index L), ``float32[K, H, W, C]``."""
+        k = eps.shape[0]
+        maps = self.base.maps[None] * eps.reshape(k, *self.base.maps.shape)
+        probs = jnp.broadcast_to(self.base.probs, maps.shape[:2])
+        image_key = jax.random.fold_in(self.patch_key, self.num_classes)
+        keys = jnp.broadcast_to(image_key, (k,) + image_key.shape)
+        return render_lib.render_with_fill(self.spec, IFS(maps, probs), self.walk_key, keys)[0]
+
+    def log_prior_eps(self, eps: jax.Array) -> jax.Array:
+        """Uniform on the box ``[1 - delta, 1 + delta]^P``: ``float32[K]``, -inf outside."""
+        inside = jnp.all(jnp.abs(eps - 1.0) <= self.delta, -1)
+        return jnp.where(inside, -eps.shape[-1] * jnp.log(2 * self.delta), -jnp.inf)
+
+    def observe(self, key: jax.Array, images: jax.Array) -> jax.Array:
+        """``images + noise * z``: draws of the observation model."""
+        return images + self.noise * jax.random.normal(key, images.shape)
+
+
+def generator(
+    source: sources.Source, seed: int, delta: float, noise: float, pool: int
+) -> Generator:
+    """The :class:`Generator` of a 1p-frac ``source`` built with ``seed`` and ``delta``."""
+    if source.name != "onepfrac" or source.base is None:
+        raise ConfigError(
+            f"source {source.name!r}: inference needs a 1p-frac source (its classes are "
+            "perturbations of one fractal); pre-train with configs/onepfrac.py"
+        )
+    if not noise > 0:
+        raise ConfigError(f"noise={noise}: must be a positive number (the likelihood's width)")
+    if pool < 1 or source.spec.image_size % pool:
+        raise ConfigError(f"pool={pool}: must be a positive divisor of {source.spec.image_size}")
+    keys = sources.onepfrac_keys(seed)
+    return Generator(
+        source.spec, source.systems, source.base, float(delta), keys["walk"], keys["patches"],
+        float(noise), int(pool),
+    )  # fmt: skip
+
+
+def discrete_model(gen: Generator, batch_size: int = 256) -> DiscreteModel:
+    """Render every class once and keep its summary (``L x D`` floats, not L images)."""
+    from fractaljax.probe import map_batches
+
+    fn = jax.jit(lambda y: summarize(gen.render_classes(y), gen.pool))
+    s = map_batches(fn, jnp.arange(gen.num_classes), batch_size)
+    return DiscreteModel(jnp.asarray(s), jnp.float32(gen.var))
+
+
+def simulate(key: jax.Array, gen: Generator, num: int) -> tuple[jax.Array, jax.Array]:
+    """``num`` draws of the discrete model: ``(labels int32[num], images float32[num,H,W,C])``."""
+    k_y, k_x = jax.random.split(key)
+    y = jax.random.randint(k_y, (num,), 0, gen.num_classes)
+    return y, gen.observe(k_x, gen.render_classes(y))
+
+
+# --- the continuous latent ------------------------------------------------------------------
+
+
+def mixture_log_q(eps: jax.Array, centres: jax.Array, log_pi: jax.Array, width: float):
+    """``log sum_l pi_l N(eps; centre_l, width^2 I)``: ``eps [K, P]``, ``centres [L, P]``."""
+    p = eps.shape[-1]
+    sq = jnp.sum((eps[:, None, :] - centres[None]) ** 2, -1)  # [K, L]
+    log_n = -0.5 * sq / width**2 - 0.5 * p * jnp.log(2 * jnp.pi * width**2)
+    return logsumexp(log_pi[None] + log_n, -1)
+
+
+def continuous_is(
+    key: jax.Array,
+    gen: Generator,
+    s_x: jax.Array,
+    log_pi: jax.Array | None,
+    num_samples: int,
+    width: float,
+) -> Weighted:
+    """Importance sampling of ``p(eps | s_x)`` in the LIEP box.
+
+    Args:
+      log_pi: the network's (defensive) class log probabilities ``float32[L]``: the
+        proposal is the mixture of isotropic Gaussians of std ``width`` at the classes'
+        ``eps``, weighted by them. None: the prior (uniform on the box) is the proposal.
+      width: the mixture components' std (in units of the multiplier, e.g. delta / 4).
+    """
+    k_c, k_e = jax.random.split(key)
+    p = gen.base.maps.size
+    if log_pi is None:
+        eps = jax.random.uniform(k_e, (num_samples, p), minval=1 - gen.delta, maxval=1 + gen.delta)
+        log_q = gen.log_prior_eps(eps)
+    else:
+        centres = gen.class_eps()
+        comp = jax.random.categorical(k_c, log_pi, shape=(num_samples,))
+        eps = centres[comp] + width * jax.random.normal(k_e, (num_samples, p))
+        log_q = mixture_log_q(eps, centres, log_pi, width)
+    s_r = summarize(gen.render_eps(eps), gen.pool)
+    log_w = gen.log_prior_eps(eps) + log_likelihood(s_x, s_r, gen.var) - log_q
+    return Weighted(eps, jnp.where(jnp.isfinite(log_w), log_w, -jnp.inf))
+
+
+# --- calibration ------------------------------------------------------------------------------
+
+
+def calibration(probs: np.ndarray, labels: np.ndarray, bins: int = 15) -> dict:
+    """Expected calibration error (Guo et al. 2017) of the top-class confidence.
+
+    Returns ``ece``, ``accuracy``, ``mean_confidence`` and per bin ``confidence``,
+    ``accuracy``, ``count`` (equal-width bins on [0, 1]; empty bins have NaN means).
+    """
+    probs = np.asarray(probs, np.float64)
+    conf, pred = probs.max(-1), probs.argmax(-1)
+    right = (pred == np.asarray(labels)).astype(np.float64)
+    idx = np.minimum((conf * bins).astype(int), bins - 1)
+    count = np.bincount(idx, minlength=bins)
+    with np.errstate(invalid="ignore"):
+        bin_conf = np.bincount(idx, conf, bins) / count
+        bin_acc = np.bincount(idx, right, bins) / count
+    gaps = np.where(count > 0, np.abs(bin_acc - bin_conf), 0.0)
+    return dict(
+        ece=float(np.sum(count * gaps) / len(conf)),
+        accuracy=float(right.mean()),
+        mean_confidence=float(conf.mean()),
+        confidence=bin_conf.tolist(),
+        bin_accuracy=bin_acc.tolist(),
+        count=count.tolist(),
+    )
+
+
+def sbc_ranks(
+    key: jax.Array,
+    model: DiscreteModel,
+    y_true: jax.Array,
+    s_x: jax.Array,
+    log_q: jax.Array,
+    num_samples: int,
+    num_draws: int,
+    correct: bool = True,
+) -> jax.Array:
+    """Simulation-based calibration (Talts et al. 2018) of the class posterior, vmapped.
+
+    For each simulated ``(y_true[i], s_x[i])``, ``num_draws`` posterior draws are taken (by
+    resampling ``num_samples`` importance samples from proposal ``log_q[i]``; or, with
+    ``correct=False``, straight from the proposal, i.e. trusting the network's
+    probabilities); the rank of the true class among them, with ties broken uniformly at
+    random (the latent is discrete), is uniform on ``{0..num_draws}`` iff the posterior
+    is calibrated. Returns ``int32[S]``.
+    """
+
+    def one(k, y, s, lq):
+        k_is, k_r, k_t = jax.random.split(k, 3)
+        if correct:
+            w = discrete_is(k_is, model, s, lq, num_samples)
+            draws = w.samples[jax.random.categorical(k_r, w.log_weights, shape=(num_draws,))]
+        else:
+            draws = jax.random.categorical(k_r, lq, shape=(num_draws,))
+        less, ties = jnp.sum(draws < y), jnp.sum(draws == y)
+        return less + jax.random.randint(k_t, (), 0, ties + 1)
+
+    ks = jax.random.split(key, y_true.shape[0])
+    return jax.vmap(one)(ks, y_true, s_x, log_q)
+
+
+def rank_uniformity(ranks: np.ndarray, num_draws: int, bins: int = 10) -> dict:
+    """Chi-square test of SBC ranks on ``{0..num_draws}`` against uniform (``bins`` equal
+    groups of ranks; ``num_draws + 1`` must be divisible by ``bins``), and the Binomial
+    99% band of each bin's count (the band of Talts et al.'s rank histogram)."""
+    from scipy import stats
+
+    if (num_draws + 1) % bins:
+        raise ValueError(f"num_draws + 1 = {num_draws + 1} is not divisible by bins={bins}")
+    ranks = np.asarray(ranks)
+    counts = np.bincount(ranks * bins // (num_draws + 1), minlength=bins)
+    n = len(ranks)
+    chi2 = stats.chisquare(counts)
+    lo, hi = stats.binom.interval(0.99, n, 1 / bins)
+    return dict(
+        counts=counts.tolist(), p_value=float(chi2.pvalue), band=(float(lo), float(hi)), n=n
+    )
+
+
+# --- identifiability --------------------------------------------------------------------------
+
+
+def bayes_error(
+    key: jax.Array, gen: Generator, model: DiscreteModel, num: int, batch: int = 500
+) -> dict:
+    """The Bayes error of telling the L classes apart from one observation, by Monte Carlo
+    over the model: ``1 - E[max_y p(y | x)]`` (exact posteriors by enumeration) and the
+    error rate of the posterior's argmax, over ``num`` simulated observations."""
+
+    @jax.jit
+    def chunk(k):
+        y, x = simulate(k, gen, batch)
+        post = jax.vmap(model.exact_log_posterior)(summarize(x, gen.pool))
+        return jnp.exp(post.max(-1)), (post.argmax(-1) != y).astype(jnp.float32)
+
+    outs = [chunk(jax.random.fold_in(key, i)) for i in range(-(-num // batch))]
+    top = np.concatenate([np.asarray(o[0]) for o in outs])[:num]
+    err = np.concatenate([np.asarray(o[1]) for o in outs])[:num]
+    return dict(bayes_error=float(1 - top.mean()), map_error=float(err.mean()), n=num)
+
+
+# --- model mismatch ---------------------------------------------------------------------------
+
+
+def mmd_test(
+    key: jax.Array, x: jax.Array, y: jax.Array, num_permutations: int = 500
+) -> dict[str, float]:
+    """Kernel two-sample test (Gretton et al. 2012): unbiased MMD^2 between ``x: [n, d]``
+    and ``y: [m, d]`` with a Gaussian kernel whose bandwidth is the median pairwise distance
+    of the pooled sample, and its permutation p-value (permutations vmapped)."""
+    z = jnp.concatenate([x, y]).astype(jnp.float32)
+    n, total = x.shape[0], z.shape[0]
+    sq = jnp.maximum(jnp.sum(z**2, 1)[:, None] + jnp.sum(z**2, 1)[None] - 2 * z @ z.T, 0.0)
+    off = sq[~np.eye(total, dtype=bool)]
+    bandwidth = jnp.sqrt(jnp.median(off))
+    k = jnp.exp(-sq / (2 * bandwidth**2))
+
+    def stat(perm):
+        kp = k[perm][:, perm]
+        first = jnp.arange(total) < n
+        a, b = first[:, None] & first[None], ~first[:, None] & ~first[None]
+        cross = first[:, None] & ~first[None]
+        diag = jnp.eye(total, dtype=bool)
+        m = total - n
+        kxx = jnp.sum(jnp.where(a & ~diag, kp, 0)) / (n * (n - 1))
+        kyy = jnp.sum(jnp.where(b & ~diag, kp, 0)) / (m * (m - 1))
+        return kxx + kyy - 2 * jnp.sum(jnp.where(cross, kp, 0)) / (n * m)
+
+    observed = stat(jnp.arange(total))
+    perms = jax.vmap(lambda k_: jax.random.permutation(k_, total))(
+        jax.random.split(key, num_permutations)
+    )
+    null = jax.lax.map(stat, perms, batch_size=32)
+    p = (1 + jnp.sum(null >= observed)) / (1 + num_permutations)
+    return dict(mmd2=float(observed), p_value=float(p), bandwidth=float(bandwidth))
+
+
+# --- the network as proposal ------------------------------------------------------------------
+
+
+def network_fn(config, model, params) -> Callable[[jax.Array], tuple[jax.Array, jax.Array]]:
+    """``images float32[B, H, W, C]`` (the canvas) -> ``(logits [B, L], pre_logits [B, D])``
+    of a pre-trained network, with its input resize and normalisation; jitted."""
+    from fractaljax import augment, train
+
+    size = train.input_size(config)
+    method = augment.interpolation(config.augment)
+
+    @jax.jit
+    def fn(images):
+        x = augment.normalize(augment.resize(jnp.clip(images, 0.0, 1.0), size, method))
+        logits, aux = model.apply({"params": params}, x)
+        return logits, aux["pre_logits"]
+
+    return fn
