@@ -1,6 +1,7 @@
 """Amortized inference (fractaljax.inference): exact references on problems small enough to
 enumerate, SBC with a positive and a negative control, and the 1p-frac generator."""
 
+import json
 import math
 
 import jax
@@ -200,3 +201,58 @@ def test_generator_rejects_other_sources_and_bad_likelihoods(small_source):
 
     with pytest.raises(ConfigError, match="1p-frac"):
         inf.generator(replace(src, name="fractaldb", base=None), c.seed, 0.1, 0.1, 2)
+
+
+# --- the CLI ----------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    from test_train import tiny_config
+
+    from fractaljax import train
+
+    workdir = tmp_path_factory.mktemp("tiny_run")
+    train.train_and_evaluate(tiny_config(total_steps=4), str(workdir))
+    return workdir
+
+
+def test_infer_cli_explains_synthetic_images(run, tiny_run, tmp_path):
+    res = run(
+        "experiments.infer", f"--pretrained={tiny_run}", "--synthetic=3", f"--out={tmp_path}",
+        "--num_samples=200", "--noise=0.2",
+    )  # fmt: skip
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert "mean ESS per sample: network" in res.stdout
+    summary = json.loads((tmp_path / "posterior.json").read_text())
+    assert len(summary["images"]) == 3 and (tmp_path / "posterior.png").exists()
+    for row in summary["images"]:
+        # IS against the exact posterior (10 classes, 200 samples), class by class.
+        np.testing.assert_allclose(row["posterior"], row["exact_posterior"], atol=0.1)
+        if row["exact_posterior"][0] > 0.9:
+            assert row["top_classes"][0] == row["true_class"]
+        assert 0 < row["ess_prior"] <= 1 and 0 < row["ess_network"] <= 1
+
+
+def test_infer_cli_bad_inputs_are_one_line_exit_2(run, tiny_run, tmp_path):
+    text = tmp_path / "not_an_image.png"
+    text.write_text("hello")
+    other = tmp_path / "fdb"
+    other.mkdir()
+    cfg = json.loads((tiny_run / "config.json").read_text())
+    cfg["source"]["name"] = "fractaldb"
+    (other / "config.json").write_text(json.dumps(cfg))
+    cases = [
+        ([f"--image={tmp_path / 'missing.png'}"], "no such file"),
+        ([f"--image={text}"], "not a readable image"),
+        (["--synthetic=0"], "exactly one of"),
+        ([f"--image={text}", "--synthetic=2"], "exactly one of"),
+    ]
+    for extra, message in cases:
+        out = tmp_path / "out"
+        res = run("experiments.infer", f"--pretrained={tiny_run}", f"--out={out}", *extra)
+        lines = res.stderr.strip().splitlines()
+        assert res.returncode == 2 and len(lines) == 1 and message in lines[0], res.stderr
+        assert not out.exists()  # nothing written
+    res = run("experiments.infer", f"--pretrained={other}", "--synthetic=1", f"--out={out}")
+    assert res.returncode == 2 and "needs a 1p-frac run" in res.stderr
