@@ -1,0 +1,426 @@
+"""The amortized-inference measurements of docs/inference.md, from one 1p-frac pre-training.
+
+  python -m experiments.inference_report --pretrained runs/mini_points/points/<key>/pretrain \
+      --sweep_csv docs/results/delta_mini/results.csv --out docs/inference
+
+1. Amortization gain: ESS per sample and per second, network vs prior as proposal, on
+   observations drawn from the generator (class latent), and for the continuous latent
+   (eps in the LIEP box; the class mixture vs the uniform prior, with Pareto k).
+2. Calibration: the network's ECE and reliability diagram on draws of the generator (class
+   images + pixel noise) and on held-out renders (a fresh walk and fresh patches), and the
+   ECE of the importance-sampled posterior; SBC of the class posterior with the network as
+   proposal, with and without the importance correction (rank histograms, 99% band).
+3. Identifiability: the Bayes error of the L classes against Delta (as trained, with the
+   class-keyed patches, and by shape alone, without patches), beside the pre-training
+   accuracy the Delta sweep reached (``--sweep_csv``).
+4. Model mismatch: MMD (network embedding and pixel summaries, permutation p-values), ESS
+   and log evidence of the generator's images against held-out renders, FractalDB, one
+   real image's edges, Fashion-MNIST and digits; and across the sweep's points, the rank
+   correlation of the generator's pixel distance to Fashion-MNIST with transfer accuracy.
+
+Writes ``report.json`` and ``calibration.png``, ``sbc.png``, ``bayes_error.png`` into --out.
+About 15 minutes on a 2-core CPU.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from absl import flags
+
+from configs import fractaldb, real_image
+from fractaljax import cli, downstream, sources, train
+from fractaljax import inference as inf
+from fractaljax import render as render_lib
+from fractaljax.errors import ConfigError
+
+_PRETRAINED = flags.DEFINE_string("pretrained", None, "A 1p-frac pre-training --workdir.")
+_SWEEP_CSV = flags.DEFINE_string("sweep_csv", "", "A Delta sweep's results.csv (optional).")
+_OUT = flags.DEFINE_string("out", "docs/inference", "Where to write the report.")
+_NOISE = flags.DEFINE_float("noise", 0.1, "Observation noise std per pixel.")
+_POOL = flags.DEFINE_integer("pool", 2, "Summary pooling.")
+_SIMS = flags.DEFINE_integer("sims", 1000, "Simulated observations for ESS, ECE and SBC.")
+_K = flags.DEFINE_integer("num_samples", 1000, "Importance samples per observation.")
+_DRAWS = flags.DEFINE_integer("sbc_draws", 99, "Posterior draws per SBC rank.")
+_SET = flags.DEFINE_integer("set_size", 500, "Images per set in the mismatch table.")
+SHARPEN = 20.0
+_BAYES_NOISES = flags.DEFINE_list(
+    "bayes_noises", ["0.1", "0.3"], "Noise levels of the Bayes error."
+)
+_DELTAS = flags.DEFINE_list("deltas", ["0.001", "0.01", "0.05", "0.1", "0.2"], "Bayes error.")
+
+
+def _batched_is(dm, k, num_l):
+    @jax.jit
+    def run(keys, s_x, log_q):
+        return jax.vmap(lambda k_, s, q: inf.discrete_is(k_, dm, s, q, k))(keys, s_x, log_q)
+
+    return run
+
+
+def _timed(fn, *args):
+    jax.block_until_ready(fn(*args))
+    t = time.perf_counter()
+    out = jax.block_until_ready(fn(*args))
+    return out, time.perf_counter() - t
+
+
+def amortization(gen, dm, net, key) -> dict:
+    """ESS of the class posterior with the network and the prior as proposals."""
+    n, k, num_l = _SIMS.value, _K.value, gen.num_classes
+    y, x = inf.simulate(key, gen, n)
+    s_x = inf.summarize(x, gen.pool)
+    keys = jax.random.split(jax.random.fold_in(key, 1), n)
+    run = _batched_is(dm, k, num_l)
+    logits_fn = jax.jit(lambda x: inf.defensive(net(x)[0]))
+    prior_q = jnp.full((n, num_l), -jnp.log(num_l))
+    (log_q, t_net_fwd) = _timed(logits_fn, x)
+    w_net, t_net = _timed(run, keys, s_x, log_q)
+    w_prior, t_prior = _timed(run, keys, s_x, prior_q)
+    ess_net, ess_prior = (
+        np.asarray(inf.ess(w_net.log_weights)),
+        np.asarray(inf.ess(w_prior.log_weights)),
+    )
+    post = jax.vmap(lambda w: inf.class_probs(w, num_l))(w_net)
+    exact = jnp.exp(jax.vmap(dm.exact_log_posterior)(s_x))
+    out = dict(
+        n=n, k=k,
+        ess_network=float(ess_net.mean()), ess_prior=float(ess_prior.mean()),
+        seconds_network=t_net + t_net_fwd, seconds_prior=t_prior,
+        tv_to_exact_network=float(0.5 * jnp.abs(post - exact).sum(-1).mean()),
+        posterior_top1=float(jnp.mean(post.argmax(-1) == y)),
+        network_top1=float(jnp.mean(log_q.argmax(-1) == y)),
+    )  # fmt: skip
+    out["ess_per_second_network"] = out["ess_network"] * k * n / out["seconds_network"]
+    out["ess_per_second_prior"] = out["ess_prior"] * k * n / out["seconds_prior"]
+    return out, (y, x, s_x, log_q, post)
+
+
+def continuous(gen, net, key, num: int = 16, width_frac: float = 0.1) -> dict:
+    """IS over eps for ``num`` draws of the continuous model, mixture vs prior proposal."""
+    p = gen.base.maps.size
+    k_e, k_x, k_is = jax.random.split(key, 3)
+    truth = jax.random.uniform(k_e, (num, p), minval=1 - gen.delta, maxval=1 + gen.delta)
+    x = gen.observe(k_x, gen.render_eps(truth))
+    s_x = inf.summarize(x, gen.pool)
+    log_pi = inf.defensive(net(x)[0])
+    width = width_frac * gen.delta
+    one = jax.jit(
+        lambda k, s, lp, use: jax.lax.cond(
+            use,
+            lambda: inf.continuous_is(k, gen, s, lp, _K.value, width),
+            lambda: inf.continuous_is(k, gen, s, None, _K.value, width),
+        )
+    )
+    rows = {"network mixture": [], "prior": []}
+    for i in range(num):
+        for name, use in (("network mixture", True), ("prior", False)):
+            w = one(jax.random.fold_in(k_is, i), s_x[i], log_pi[i], use)
+            pw = np.asarray(jax.nn.softmax(w.log_weights))
+            mean = (pw[:, None] * np.asarray(w.samples)).sum(0)
+            rows[name].append(
+                dict(
+                    ess=float(inf.ess(w.log_weights)),
+                    pareto_k=inf.pareto_k(np.asarray(w.log_weights)),
+                    error=float(np.linalg.norm(mean - np.asarray(truth[i]))),
+                )
+            )
+    prior_error = float(np.linalg.norm(np.asarray(truth) - 1, axis=-1).mean())
+    summary = {
+        name: dict(
+            ess=float(np.mean([r["ess"] for r in rs])),
+            pareto_k_median=float(np.median([r["pareto_k"] for r in rs])),
+            error=float(np.mean([r["error"] for r in rs])),
+        )
+        for name, rs in rows.items()
+    }
+    return dict(num=num, width=width, prior_mean_error=prior_error, proposals=summary)
+
+
+def calibration(gen, dm, net, key, draws) -> dict:
+    """The network's and the IS posterior's calibration; SBC with and without IS."""
+    y, x, s_x, log_q, post = draws
+    n = y.shape[0]
+    src_spec = gen.spec
+    k_fresh = jax.random.fold_in(key, 7)
+    fresh = jax.jit(
+        lambda yy: render_lib.render(src_spec, jax.tree.map(lambda a: a[yy], gen.systems), k_fresh)
+    )(y)
+    fresh_probs = jax.nn.softmax(net(fresh)[0])
+    net_probs = jax.nn.softmax(net(x)[0])
+    out = dict(
+        network_on_draws=inf.calibration(np.asarray(net_probs), np.asarray(y)),
+        network_on_fresh_renders=inf.calibration(np.asarray(fresh_probs), np.asarray(y)),
+        posterior_on_draws=inf.calibration(np.asarray(post), np.asarray(y)),
+    )
+    d = _DRAWS.value
+    ranks_is = inf.sbc_ranks(jax.random.fold_in(key, 1), dm, y, s_x, log_q, _K.value, d)
+    ranks_raw = inf.sbc_ranks(jax.random.fold_in(key, 1), dm, y, s_x, log_q, _K.value, d, False)
+    out["sbc_is"] = inf.rank_uniformity(np.asarray(ranks_is), d)
+    out["sbc_network_alone"] = inf.rank_uniformity(np.asarray(ranks_raw), d)
+    # SBC cannot see an under-confident proposal near the prior (the prior itself passes);
+    # the same network made over-confident (logits x SHARPEN) shows what it does detect.
+    sharp = inf.defensive(SHARPEN * jax.nn.log_softmax(log_q), 0.01)
+    k1 = jax.random.fold_in(key, 2)
+    ranks = inf.sbc_ranks(k1, dm, y, s_x, sharp, _K.value, d)
+    out["sbc_sharpened_is"] = inf.rank_uniformity(np.asarray(ranks), d)
+    ranks = inf.sbc_ranks(k1, dm, y, s_x, sharp, _K.value, d, False)
+    out["sbc_sharpened_alone"] = inf.rank_uniformity(np.asarray(ranks), d)
+    out["sharpened_mean_confidence"] = float(jnp.exp(sharp.max(-1)).mean())
+    out["n"] = n
+    return out
+
+
+def bayes_errors(pre, key) -> list[dict]:
+    rows = []
+    for value in _DELTAS.value:
+        for patches in ("as trained", "shape only"):
+            c = pre.copy_and_resolve_references()
+            c.source.delta = float(value)
+            if patches == "shape only":
+                c.render.patch = "none"
+            src = sources.make(c)
+            for noise in map(float, _BAYES_NOISES.value):
+                gen = inf.generator(src, c.seed, c.source.delta, noise, _POOL.value)
+                dm = inf.discrete_model(gen)
+                r = inf.bayes_error(jax.random.fold_in(key, len(rows)), gen, dm, 2000)
+                rows.append(dict(delta=float(value), patches=patches, noise=noise, **r))
+                print(f"  Delta {value} {patches} noise {noise}: {r}", flush=True)
+    return rows
+
+
+def _fashion_and_digits(size: int, channels: int, n: int) -> dict:
+    sets = {}
+    for name in ("fashion_mnist", "digits"):
+        split = downstream.load(name, "test", limit=n)
+        sets[name] = downstream.to_model_input(split.images, size, channels)
+    return sets
+
+
+def image_sets(pre, gen, key, n: int) -> dict:
+    """The images compared with the generator's: ``{name: float32[n, H, W, C]}``."""
+    size, ch = gen.spec.image_size, gen.spec.channels
+    labels = jnp.arange(n) % gen.num_classes
+    held = render_lib.render(
+        gen.spec, jax.tree.map(lambda a: a[labels], gen.systems), jax.random.fold_in(key, 3)
+    )
+    sets = {"1p-frac held-out renders (fresh walk)": held}
+    for name, module in (("FractalDB-100", fractaldb), ("one real image (edges)", real_image)):
+        c = module.get_config("mini")
+        c.render.image_size = size
+        src = sources.make(c)
+        sets[name] = jax.jit(src.batch, static_argnums=2)(jax.random.fold_in(key, 4), 0, n)[0]
+    sets.update(_fashion_and_digits(size, ch, n))
+    return sets
+
+
+def mismatch(pre, gen, dm, net, key) -> list[dict]:
+    n = _SET.value
+    ref = gen.render_classes(jnp.arange(n) % gen.num_classes)  # the generator's data set
+    emb = lambda x: np.concatenate(
+        [np.asarray(net(x[i : i + 250])[1]) for i in range(0, len(x), 250)]
+    )
+    ref_e, ref_s = emb(ref), np.asarray(inf.summarize(ref, gen.pool))
+    rows = []
+    for name, imgs in image_sets(pre, gen, key, n).items():
+        e, s = emb(imgs), np.asarray(inf.summarize(imgs, gen.pool))
+        k1, k2, k3 = jax.random.split(jax.random.fold_in(key, len(rows)), 3)
+        m_emb = inf.mmd_test(k1, jnp.asarray(ref_e), jnp.asarray(e), 200)
+        m_pix = inf.mmd_test(k2, jnp.asarray(ref_s), jnp.asarray(s), 200)
+        sub = imgs[:100]
+        log_q = inf.defensive(net(sub)[0])
+        keys = jax.random.split(k3, len(sub))
+        w = _batched_is(dm, _K.value, gen.num_classes)(keys, inf.summarize(sub, gen.pool), log_q)
+        rows.append(
+            dict(
+                set=name,
+                mmd2_embedding=m_emb["mmd2"],
+                p_embedding=m_emb["p_value"],
+                mmd2_pixels=m_pix["mmd2"],
+                p_pixels=m_pix["p_value"],
+                ess_network=float(inf.ess(w.log_weights).mean()),
+                log_evidence=float(np.median(np.asarray(inf.log_evidence(w.log_weights)))),
+            )  # fmt: skip
+        )
+        print(f"  {name}: {rows[-1]}", flush=True)
+    return rows
+
+
+def distance_vs_transfer(pre, key, sweep_csv: str) -> dict:
+    """Across the sweep's pre-trained points: the pixel MMD of each point's generator to
+    Fashion-MNIST against its transfer accuracies (Spearman rank correlation)."""
+    from scipy import stats
+
+    with open(sweep_csv) as f:
+        points = [r for r in csv.DictReader(f) if r["init"] == "pretrained"]
+    n = _SET.value
+    fm = np.asarray(inf.summarize(_fashion_and_digits(32, 3, n)["fashion_mnist"], _POOL.value))
+    rows = []
+    for i, r in enumerate(points):
+        c = pre.copy_and_resolve_references()
+        c.source.delta, c.seed = float(r["value"]), int(r["seed"])
+        gen = inf.generator(sources.make(c), c.seed, c.source.delta, _NOISE.value, _POOL.value)
+        s = np.asarray(
+            inf.summarize(gen.render_classes(jnp.arange(n) % gen.num_classes), _POOL.value)
+        )
+        m = inf.mmd_test(jax.random.fold_in(key, i), jnp.asarray(s), jnp.asarray(fm), 50)
+        rows.append(
+            dict(
+                delta=c.source.delta,
+                seed=c.seed,
+                mmd2=m["mmd2"],
+                probe_best=float(r["probe_best_top1"]),
+                finetune=float(r["finetune_top1"]),
+            )  # fmt: skip
+        )
+    out = dict(points=rows)
+    for metric in ("probe_best", "finetune"):
+        rho, p = stats.spearmanr([r["mmd2"] for r in rows], [r[metric] for r in rows])
+        out[f"spearman_{metric}"] = dict(rho=float(rho), p_value=float(p), n=len(rows))
+    return out
+
+
+def pretrain_accuracy_by_delta(sweep_csv: str) -> dict:
+    if not sweep_csv:
+        return {}
+    acc = {}
+    with open(sweep_csv) as f:
+        for r in csv.DictReader(f):
+            if r["init"] == "pretrained" and r.get("pretrain_top1"):
+                acc.setdefault(float(r["value"]), []).append(float(r["pretrain_top1"]))
+    return {str(k): dict(mean=float(np.mean(v)), n=len(v)) for k, v in sorted(acc.items())}
+
+
+def main(argv) -> None:
+    del argv
+    if not _PRETRAINED.value:
+        raise ConfigError("--pretrained is required: a 1p-frac pre-training --workdir")
+    if _SWEEP_CSV.value and not os.path.isfile(_SWEEP_CSV.value):
+        raise ConfigError(f"--sweep_csv={_SWEEP_CSV.value}: no such file")
+    pre, model, params = train.load_pretrained(_PRETRAINED.value)
+    src = sources.make(pre)
+    gen = inf.generator(src, pre.seed, pre.source.delta, _NOISE.value, _POOL.value)
+    os.makedirs(_OUT.value, exist_ok=True)
+    dm = inf.discrete_model(gen)
+    net = inf.network_fn(pre, model, params)
+    key = jax.random.key(0)
+    t0 = time.time()
+    report = dict(pretrained=_PRETRAINED.value, noise=gen.noise, pool=gen.pool,
+                  delta=gen.delta, num_classes=gen.num_classes, seed=pre.seed)  # fmt: skip
+    print("1. amortization", flush=True)
+    report["amortization"], draws = amortization(gen, dm, net, jax.random.fold_in(key, 1))
+    print(json.dumps(report["amortization"]), flush=True)
+    report["continuous"] = continuous(gen, net, jax.random.fold_in(key, 2))
+    print(json.dumps(report["continuous"]), flush=True)
+    print("2. calibration and SBC", flush=True)
+    report["calibration"] = calibration(gen, dm, net, jax.random.fold_in(key, 3), draws)
+    for name in ("network_on_draws", "network_on_fresh_renders", "posterior_on_draws"):
+        c = report["calibration"][name]
+        print(f"  {name}: ECE {c['ece']:.3f} top-1 {c['accuracy']:.3f}", flush=True)
+    for name in ("sbc_is", "sbc_network_alone", "sbc_sharpened_is", "sbc_sharpened_alone"):
+        print(f"  {name}: p {report['calibration'][name]['p_value']:.3g}", flush=True)
+    print("3. Bayes error against Delta", flush=True)
+    report["bayes_error"] = bayes_errors(pre, jax.random.fold_in(key, 4))
+    report["pretrain_accuracy"] = pretrain_accuracy_by_delta(_SWEEP_CSV.value)
+    print("4. mismatch", flush=True)
+    report["mismatch"] = mismatch(pre, gen, dm, net, jax.random.fold_in(key, 5))
+    if _SWEEP_CSV.value:
+        report["distance_vs_transfer"] = distance_vs_transfer(
+            pre, jax.random.fold_in(key, 6), _SWEEP_CSV.value
+        )
+        print(
+            json.dumps({k: v for k, v in report["distance_vs_transfer"].items() if k != "points"})
+        )
+    report["seconds"] = time.time() - t0
+    with open(os.path.join(_OUT.value, "report.json"), "w") as f:
+        json.dump(report, f, indent=2)
+    plots(report, _OUT.value)
+    print(f"wrote {_OUT.value}/report.json and figures in {report['seconds']:.0f} s")
+
+
+def plots(report: dict, out: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    cal = report["calibration"]
+    fig, axes = plt.subplots(1, 3, figsize=(11, 3.4))
+    titles = {
+        "network_on_draws": "network, generator draws",
+        "network_on_fresh_renders": "network, fresh-walk renders",
+        "posterior_on_draws": "IS posterior, generator draws",
+    }
+    for ax, (name, title) in zip(axes, titles.items()):
+        c = cal[name]
+        bins = len(c["count"])
+        centres = (np.arange(bins) + 0.5) / bins
+        acc = np.nan_to_num(np.asarray(c["bin_accuracy"], float))
+        ax.bar(centres, acc, width=1 / bins, edgecolor="k", alpha=0.7, label="accuracy")
+        ax.plot([0, 1], [0, 1], "k--", lw=1)
+        ax.set_title(f"{title}\nECE {c['ece']:.3f}, top-1 {c['accuracy']:.2f}", fontsize=9)
+        ax.set_xlabel("confidence")
+        ax.set_ylim(0, 1)
+    axes[0].set_ylabel("accuracy")
+    fig.tight_layout()
+    fig.savefig(os.path.join(out, "calibration.png"), dpi=110)
+    plt.close(fig)
+
+    fig, axes = plt.subplots(1, 4, figsize=(14, 3.2), sharey=True)
+    names = {
+        "sbc_is": "network + IS",
+        "sbc_network_alone": "network alone",
+        "sbc_sharpened_is": "over-confident net + IS",
+        "sbc_sharpened_alone": "over-confident net alone",
+    }
+    for ax, (name, title) in zip(axes, names.items()):
+        s = cal[name]
+        bins = len(s["counts"])
+        ax.bar(np.arange(bins), s["counts"], width=1.0, edgecolor="k", alpha=0.7)
+        ax.axhspan(*s["band"], color="gray", alpha=0.3, label="99% band")
+        ax.set_title(f"{title}: p = {s['p_value']:.2g}", fontsize=9)
+        ax.set_xlabel(f"rank bin ({bins} bins)")
+    axes[0].set_ylabel("count")
+    fig.tight_layout()
+    fig.savefig(os.path.join(out, "sbc.png"), dpi=110)
+    plt.close(fig)
+
+    fig, ax = plt.subplots(figsize=(5.2, 3.6))
+    for patches, marker in (("as trained", "o"), ("shape only", "s")):
+        for noise, line in zip(
+            sorted({r["noise"] for r in report["bayes_error"]}), ("-", "--", ":")
+        ):
+            rs = [
+                r for r in report["bayes_error"] if r["patches"] == patches and r["noise"] == noise
+            ]
+            ax.plot(
+                [r["delta"] for r in rs], [r["bayes_error"] for r in rs], marker + line,
+                label=f"Bayes error, {patches}, noise {noise}",
+            )  # fmt: skip
+    acc = report.get("pretrain_accuracy") or {}
+    if acc:
+        d = sorted(float(k) for k in acc)
+        ax.plot(
+            d, [1 - acc[str(k)]["mean"] for k in d], "k^:", label="1 - pre-training top-1 (sweep)"
+        )
+    ax.set_xscale("log")
+    ax.set_xlabel("Delta")
+    ax.set_ylabel("error")
+    ax.set_ylim(-0.02, 1.0)
+    ax.legend(fontsize=7)
+    ax.set_title(
+        f"telling {report['num_classes']} classes apart (noise {report['noise']})", fontsize=9
+    )
+    fig.tight_layout()
+    fig.savefig(os.path.join(out, "bayes_error.png"), dpi=110)
+    plt.close(fig)
+
+
+if __name__ == "__main__":
+    cli.run(main)
