@@ -115,9 +115,13 @@ def _gpd_shape(x: np.ndarray) -> float:
     m = 30 + int(math.sqrt(n))
     b = 1 - np.sqrt(m / (np.arange(1, m + 1) - 0.5))
     b = b / (3 * x[int(n / 4 + 0.5) - 1]) + 1 / x[-1]
-    k = np.log1p(-b[:, None] * x).mean(1)
-    log_lik = n * (np.log(-b / k) - k - 1)
-    w = 1 / np.exp(log_lik - log_lik[:, None]).sum(1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        k = np.log1p(-b[:, None] * x).mean(1)
+        log_lik = n * (np.log(-b / k) - k - 1)
+    log_lik = np.where(np.isfinite(log_lik), log_lik, -np.inf)
+    if not np.isfinite(log_lik).any():
+        return math.inf  # no candidate fits: the tail is beyond the estimator's range
+    w = np.exp(log_lik - log_lik.max())  # the candidates' posterior weights
     b_post = np.sum(b * w) / np.sum(w)
     k_post = np.log1p(-b_post * x).mean()
     return float((n * k_post + 10 * 0.5) / (n + 10))  # shrunk towards 0.5, as PSIS
