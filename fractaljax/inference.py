@@ -191,6 +191,40 @@ def discrete_is(
     return Weighted(y, model.log_joint(s_x, y) - log_q[y])
 
 
+class Posterior(NamedTuple):
+    """The result of :func:`posterior` for one observation."""
+
+    samples: jax.Array  # int32[K] classes
+    log_weights: jax.Array  # float32[K]
+    class_probs: jax.Array  # float32[L], self-normalised
+    log_evidence: jax.Array  # scalar, log p(s(x)) estimate
+    ess: jax.Array  # scalar, normalised ESS in [1/K, 1]
+
+
+def posterior(
+    model: DiscreteModel,
+    s_x: jax.Array,
+    key: jax.Array,
+    num_samples: int,
+    logits: jax.Array | None = None,
+) -> Posterior:
+    """The class posterior of one observation by importance sampling.
+
+    Args:
+      model: the generative model (:func:`discrete_model`).
+      s_x: the observation's summary ``float32[D]`` (:func:`summarize`).
+      key: PRNG key.
+      num_samples: K.
+      logits: the network's logits ``float32[L]`` for the observation: the proposal is
+        their :func:`defensive` softmax. None: the prior is the proposal.
+    """
+    num_l = model.num_classes
+    log_q = jnp.full((num_l,), -jnp.log(num_l)) if logits is None else defensive(logits)
+    w = discrete_is(key, model, s_x, log_q, num_samples)
+    lw = w.log_weights
+    return Posterior(w.samples, lw, class_probs(w, num_l), log_evidence(lw), ess(lw))
+
+
 @flax.struct.dataclass
 class Generator:
     """The 1p-frac generator of a pre-training run (see the module doc).

@@ -78,6 +78,11 @@ def test_importance_sampling_matches_the_exact_posterior(proposal):
     w = jax.vmap(lambda k, s_, q: inf.discrete_is(k, model, s_, q, 40_000))(keys, s, log_q)
     est = np.asarray(jax.vmap(lambda w_: inf.class_probs(w_, 6))(w))
     np.testing.assert_allclose(est, exact, atol=0.03)
+    # The one-observation wrapper is the same computation.
+    one = inf.posterior(model, s[0], keys[0], 40_000)
+    if proposal == "prior":
+        np.testing.assert_allclose(np.asarray(one.class_probs), est[0], atol=1e-5)
+        assert float(one.ess) == pytest.approx(float(inf.ess(w.log_weights[0])), rel=1e-5)
     # Log evidence: p(s_x) = mean over classes of the likelihood.
     ll = jax.vmap(lambda s_: inf.log_likelihood(s_, model.summaries, model.var))(s)
     exact_ev = np.asarray(jax.scipy.special.logsumexp(ll, -1) - jnp.log(6.0))
