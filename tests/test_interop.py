@@ -178,3 +178,35 @@ def test_export_cli_of_a_trained_run_loads_in_timm(run, tmp_path):
         "experiments.export", f"--pretrained={tmp_path / 'run'}", "--format=npz", f"--out={npz}"
     )
     assert res.returncode == 0 and "block0/LayerNorm_0/scale" in np.load(npz).files
+
+
+def test_export_then_import_gives_back_the_run(run, tmp_path):
+    """experiments.export -> experiments.import_timm: the imported run's parameters are the
+    original ones, bit for bit; a file of another architecture is one line, exit 2."""
+    from test_train import TINY_FLAGS
+
+    from fractaljax import train
+
+    res = run("experiments.pretrain", f"--workdir={tmp_path / 'run'}", *TINY_FLAGS)
+    assert res.returncode == 0, res.stderr[-2000:]
+    out = tmp_path / "m.safetensors"
+    res = run("experiments.export", f"--pretrained={tmp_path / 'run'}", f"--out={out}")
+    assert res.returncode == 0, res.stderr[-2000:]
+    model_flags = [
+        "--config=configs/onepfrac.py:mini",
+        "--config.model.variant=test/4",
+        "--config.render.image_size=16",
+    ]
+    res = run(
+        "experiments.import_timm", f"--weights={out}", f"--workdir={tmp_path / 'imp'}", *model_flags
+    )
+    assert res.returncode == 0, res.stderr[-2000:]
+    _, _, a = train.load_pretrained(str(tmp_path / "run"))
+    _, _, b = train.load_pretrained(str(tmp_path / "imp"))
+    for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
+        np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+    bad = [*model_flags[:2], "--config.model.variant=mu/8", "--config.render.image_size=16"]
+    res = run("experiments.import_timm", f"--weights={out}", f"--workdir={tmp_path / 'x'}", *bad)
+    lines = res.stderr.strip().splitlines()
+    assert res.returncode == 2 and len(lines) == 1 and "another size" in lines[0], res.stderr
+    assert not (tmp_path / "x").exists()
