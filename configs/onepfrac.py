@@ -100,6 +100,9 @@ def vit_ti(c: ml_collections.ConfigDict) -> None:
     c.model.pool = "tok"
     c.model.drop_path = 0.1
     c.model.dtype = "float32"  # 'bfloat16' for mixed precision on GPU/TPU
+    # 'big_vision' (Xavier kernels, zero head); 'timm': timm's init, as the official code
+    # (which trains timm's ViT) starts from; see fractaljax.models.vit.initializers.
+    c.model.init = "big_vision"
 
     c.batch_size = 256
     c.total_steps = 240_000  # 80k epochs x 3 steps

@@ -125,6 +125,7 @@ def point_identity(pre, ft, few_labels: int, seed: int, random_init: bool) -> di
     A random init depends on the model, its input and the seed only, not on the source: its
     features come from the init key, per parameter path, and fine-tuning draws a new head.
     """
+    pre = _without_defaults(pre)
     if random_init:
         what = {
             "random_init": {
@@ -137,6 +138,19 @@ def point_identity(pre, ft, few_labels: int, seed: int, random_init: bool) -> di
     else:
         what = {"pretrain": pre.to_dict()}
     return {"version": POINT_VERSION, **what, "finetune": ft.to_dict(), "few_labels": few_labels}
+
+
+# Fields added after points were stored, at the value that reproduces those points: left out
+# of a point's identity at that value, so the stored points keep their keys.
+LATER_DEFAULTS = {("model", "init"): "big_vision"}
+
+
+def _without_defaults(pre: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+    pre = ml_collections.ConfigDict(pre.to_dict())
+    for (block, field), value in LATER_DEFAULTS.items():
+        if block in pre and pre[block].get(field, value) == value and field in pre[block]:
+            del pre[block][field]
+    return pre
 
 
 def point_key(identity: dict) -> str:

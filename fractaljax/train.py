@@ -68,6 +68,7 @@ def make_model(config: ml_collections.ConfigDict, num_classes: int) -> vit.ViT:
         input_size(config),
         pool=m.pool,
         drop_path=m.drop_path,
+        init=m.get("init", "big_vision"),
         dtype=DTYPES[m.dtype],
     )
 

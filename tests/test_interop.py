@@ -210,3 +210,34 @@ def test_export_then_import_gives_back_the_run(run, tmp_path):
     lines = res.stderr.strip().splitlines()
     assert res.returncode == 2 and len(lines) == 1 and "another size" in lines[0], res.stderr
     assert not (tmp_path / "x").exists()
+
+
+@needs_timm
+@pytest.mark.parametrize("pool", ["tok", "gap"])
+def test_timm_init_matches_timms_own_init(pool):
+    """model.init='timm': every tensor has the spread of timm's own initialisation."""
+    import torch
+    from timm.models.vision_transformer import VisionTransformer
+
+    model = vit.make("Ti/16", 10, 224, pool=pool, init="timm")
+    params = model.init(jax.random.key(0), jnp.zeros((1, 224, 224, 3)))["params"]
+    ours = interop.to_timm(jax.tree.map(np.asarray, params))
+    torch.manual_seed(0)
+    net = VisionTransformer(
+        **interop.timm_kwargs(interop.arch_of(jax.tree.map(np.asarray, params)))
+    )
+    theirs = {k: v.detach().numpy() for k, v in net.state_dict().items()}
+    assert set(ours) == set(theirs)
+    for k, a in ours.items():
+        b = theirs[k]
+        if b.std() == 0:  # constants: zeros and ones
+            np.testing.assert_array_equal(a, b, err_msg=k)
+        else:
+            assert abs(a.std() / b.std() - 1) < 0.15, (k, a.std(), b.std())
+            assert abs(a.mean()) < 5 * b.std() / np.sqrt(a.size) + 1e-7, k  # centred
+    # ... and not the default's: its head is zero, its MLP kernels Xavier (std 0.036 here).
+    default = vit.make("Ti/16", 10, 224, pool=pool).init(
+        jax.random.key(0), jnp.zeros((1, 224, 224, 3))
+    )["params"]
+    assert float(jnp.abs(default["head"]["kernel"]).max()) == 0.0
+    assert float(params["head"]["kernel"].std()) == pytest.approx(0.02, rel=0.1)

@@ -58,26 +58,46 @@ class DropPath(nn.Module):
         return x * mask.astype(x.dtype) / keep
 
 
+INITS = ("big_vision", "timm")
+
+
+def initializers(kind: str) -> dict[str, Any]:
+    """Parameter initialisers: ``'big_vision'`` (fractaljax's default: Xavier-uniform
+    kernels, 1e-6 normal MLP biases, zero class token and head) or ``'timm'`` (timm's
+    ``init_weights_vit_timm``: every Linear, the head included, N(0, 0.02) with zero bias;
+    class token N(0, 1e-6); the patch embedding as PyTorch's Conv2d default). timm's
+    ``trunc_normal_(std=0.02, a=-2, b=2)`` truncates at +-2 absolute, 100 standard
+    deviations out: it is N(0, 0.02), not JAX's truncated_normal (cut at 2 sigma)."""
+    normal = nn.initializers.normal
+    if kind == "timm":
+        return dict(dense=normal(0.02), dense_bias=nn.initializers.zeros, cls=normal(1e-6))
+    return dict(
+        dense=nn.initializers.xavier_uniform(), dense_bias=normal(1e-6), cls=nn.initializers.zeros
+    )
+
+
+def _torch_uniform(fan_in: int):
+    """PyTorch's default Linear/Conv init, U(-1/sqrt(fan_in), 1/sqrt(fan_in))."""
+    bound = fan_in**-0.5
+    return lambda key, shape, dtype=jnp.float32: jax.random.uniform(
+        key, shape, dtype, -bound, bound
+    )
+
+
 class MlpBlock(nn.Module):
     mlp_dim: int
     dtype: Any = jnp.float32
+    init_scheme: str = "big_vision"
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
         d = x.shape[-1]
+        i = initializers(self.init_scheme)
         x = nn.Dense(
-            self.mlp_dim,
-            dtype=self.dtype,
-            kernel_init=nn.initializers.xavier_uniform(),
-            bias_init=nn.initializers.normal(1e-6),
+            self.mlp_dim, dtype=self.dtype, kernel_init=i["dense"], bias_init=i["dense_bias"]
         )(x)
         x = nn.gelu(x, approximate=False)
-        return nn.Dense(
-            d,
-            dtype=self.dtype,
-            kernel_init=nn.initializers.xavier_uniform(),
-            bias_init=nn.initializers.normal(1e-6),
-        )(x)
+        return nn.Dense(d, dtype=self.dtype, kernel_init=i["dense"], bias_init=i["dense_bias"])(x)
 
 
 class Block(nn.Module):
@@ -87,6 +107,7 @@ class Block(nn.Module):
     mlp_dim: int
     drop_path: float = 0.0
     dtype: Any = jnp.float32
+    init_scheme: str = "big_vision"
 
     @nn.compact
     def __call__(self, x_BND: jax.Array, train: bool) -> jax.Array:
@@ -94,11 +115,12 @@ class Block(nn.Module):
         y = nn.MultiHeadDotProductAttention(
             num_heads=self.num_heads,
             dtype=self.dtype,
-            kernel_init=nn.initializers.xavier_uniform(),
+            kernel_init=initializers(self.init_scheme)["dense"],
             deterministic=True,
         )(y, y)
         x_BND = x_BND + DropPath(self.drop_path)(y, train)
-        y = MlpBlock(self.mlp_dim, dtype=self.dtype)(nn.LayerNorm(dtype=self.dtype)(x_BND))
+        mlp = MlpBlock(self.mlp_dim, dtype=self.dtype, init_scheme=self.init_scheme)
+        y = mlp(nn.LayerNorm(dtype=self.dtype)(x_BND))
         return x_BND + DropPath(self.drop_path)(y, train)
 
 
@@ -110,6 +132,8 @@ class ViT(nn.Module):
       patch_size, width, depth, mlp_dim, num_heads: architecture.
       pool: ``'tok'`` (class token, as timm/DeiT) or ``'gap'`` (mean of patch tokens).
       drop_path: stochastic-depth rate of the last block (linearly increasing from 0).
+      init_scheme: parameter initialisation, ``'big_vision'`` or ``'timm'``
+        (:func:`initializers`; ``make(..., init=...)``).
       dtype: computation dtype (``bfloat16`` for mixed precision); parameters stay float32.
     """
 
@@ -122,18 +146,25 @@ class ViT(nn.Module):
     pool: str = "tok"
     drop_path: float = 0.0
     head_zero_init: bool = True
+    init_scheme: str = "big_vision"
     dtype: Any = jnp.float32
 
     @nn.compact
     def __call__(self, images_BHWC: jax.Array, *, train: bool = False):
         p = self.patch_size
+        inits = initializers(self.init_scheme)
+        conv = {}
+        if self.init_scheme == "timm":  # PyTorch's Conv2d default, as timm leaves it
+            fan_in = p * p * images_BHWC.shape[-1]
+            conv = dict(kernel_init=_torch_uniform(fan_in), bias_init=_torch_uniform(fan_in))
         x = nn.Conv(
-            self.width, (p, p), strides=(p, p), padding="VALID", dtype=self.dtype, name="embedding"
-        )(images_BHWC.astype(self.dtype))
+            self.width, (p, p), strides=(p, p), padding="VALID", dtype=self.dtype,
+            name="embedding", **conv,
+        )(images_BHWC.astype(self.dtype))  # fmt: skip
         b, h, w, d = x.shape
         x = x.reshape(b, h * w, d)
         if self.pool == "tok":
-            cls = self.param("cls", nn.initializers.zeros, (1, 1, d))
+            cls = self.param("cls", inits["cls"], (1, 1, d))
             x = jnp.concatenate([jnp.broadcast_to(cls, (b, 1, d)).astype(x.dtype), x], axis=1)
         pos = self.param("pos_embedding", nn.initializers.normal(0.02), (1, x.shape[1], d))
         x = x + pos.astype(x.dtype)
@@ -141,15 +172,23 @@ class ViT(nn.Module):
         blocks = []
         for i in range(self.depth):
             rate = self.drop_path * i / max(self.depth - 1, 1)
-            x = Block(self.num_heads, self.mlp_dim, rate, self.dtype, name=f"block{i}")(x, train)
+            block = Block(
+                self.num_heads, self.mlp_dim, rate, self.dtype, self.init_scheme, name=f"block{i}"
+            )
+            x = block(x, train)
             blocks.append(x.mean(1).astype(jnp.float32))
         x = nn.LayerNorm(dtype=self.dtype, name="encoder_norm")(x)
         pre_logits = (x[:, 0] if self.pool == "tok" else x.mean(1)).astype(jnp.float32)
         aux = {"pre_logits": pre_logits, "blocks": blocks}
         if self.num_classes <= 0:
             return pre_logits, aux
-        init = nn.initializers.zeros if self.head_zero_init else nn.initializers.lecun_normal()
-        logits = nn.Dense(self.num_classes, kernel_init=init, name="head")(pre_logits)
+        if self.init_scheme == "timm":
+            head_init = inits["dense"]
+        elif self.head_zero_init:
+            head_init = nn.initializers.zeros
+        else:
+            head_init = nn.initializers.lecun_normal()
+        logits = nn.Dense(self.num_classes, kernel_init=head_init, name="head")(pre_logits)
         return logits, aux
 
 
@@ -165,4 +204,8 @@ def make(variant: str, num_classes: int, image_size: int, **kwargs) -> ViT:
     pool = kwargs.get("pool", "tok")
     if pool not in ("tok", "gap"):
         raise ConfigError(f"model.pool={pool!r}: must be 'tok' or 'gap'")
+    scheme = kwargs.pop("init", "big_vision")
+    if scheme not in INITS:
+        raise ConfigError(f"model.init={scheme!r}: must be one of {INITS}")
+    kwargs["init_scheme"] = scheme
     return ViT(num_classes=num_classes, **arch, **kwargs)
