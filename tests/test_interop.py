@@ -241,3 +241,26 @@ def test_timm_init_matches_timms_own_init(pool):
     )["params"]
     assert float(jnp.abs(default["head"]["kernel"]).max()) == 0.0
     assert float(params["head"]["kernel"].std()) == pytest.approx(0.02, rel=0.1)
+
+
+def test_public_api_example_runs(tmp_path):
+    """The example of fractaljax/__init__.py, on a small source."""
+    import fractaljax as fj
+    from configs import onepfrac
+
+    config = onepfrac.get_config("mini")
+    config.source.num_classes = 10
+    source = fj.make_source(config)
+    images, labels = source.batch(jax.random.key(0), 0, 8)
+    model = fj.make_model(config, source.num_classes)
+    params = model.init(jax.random.key(1), images)["params"]
+    logits, _ = model.apply({"params": params}, fj.normalize(images))
+    loss = fj.lpce(logits, labels).mean()
+    assert abs(float(loss) - np.log(10)) < 1e-5  # the zero head: uniform predictions
+    feats = fj.extract_features(model, params, images)
+    assert feats["pre_logits"].shape == (8, 128)
+    meta = fj.save_timm(params, str(tmp_path / "m.safetensors"))
+    assert meta["num_classes"] == 10
+    back = fj.load_timm(str(tmp_path / "m.safetensors"), jax.tree.map(np.asarray, params))
+    np.testing.assert_array_equal(back["head"]["kernel"], np.asarray(params["head"]["kernel"]))
+    assert set(fj.__all__) <= set(dir(fj))
