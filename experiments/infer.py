@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import json
 import os
-import time
 
 import jax
 import jax.numpy as jnp
@@ -80,13 +79,6 @@ def _source_name(workdir: str) -> str | None:
         return None  # load_pretrained says what is wrong with the directory
 
 
-def _timed(fn, *args):
-    jax.block_until_ready(fn(*args))  # compile
-    t = time.perf_counter()
-    out = jax.block_until_ready(fn(*args))
-    return out, time.perf_counter() - t
-
-
 def main(argv) -> None:
     del argv
     _check_flags()
@@ -124,8 +116,8 @@ def main(argv) -> None:
         log_q = jnp.full((num_l,), -jnp.log(num_l))
         return jax.vmap(lambda k_, s: inf.discrete_is(k_, dm, s, log_q, k))(keys, s_x)
 
-    (w_net, log_q), t_net = _timed(with_network, images, s_x, keys)
-    w_prior, t_prior = _timed(with_prior, s_x, keys)
+    (w_net, log_q), t_net = inf.timed(with_network, images, s_x, keys)
+    w_prior, t_prior = inf.timed(with_prior, s_x, keys)
     exact = np.exp(np.asarray(jax.vmap(dm.exact_log_posterior)(s_x)))
     rows = []
     for i in range(n):

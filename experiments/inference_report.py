@@ -64,13 +64,6 @@ def _batched_is(dm, k, num_l):
     return run
 
 
-def _timed(fn, *args):
-    jax.block_until_ready(fn(*args))
-    t = time.perf_counter()
-    out = jax.block_until_ready(fn(*args))
-    return out, time.perf_counter() - t
-
-
 def amortization(gen, dm, net, key) -> dict:
     """ESS of the class posterior with the network and the prior as proposals."""
     n, k, num_l = _SIMS.value, _K.value, gen.num_classes
@@ -80,9 +73,9 @@ def amortization(gen, dm, net, key) -> dict:
     run = _batched_is(dm, k, num_l)
     logits_fn = jax.jit(lambda x: inf.defensive(net(x)[0]))
     prior_q = jnp.full((n, num_l), -jnp.log(num_l))
-    (log_q, t_net_fwd) = _timed(logits_fn, x)
-    w_net, t_net = _timed(run, keys, s_x, log_q)
-    w_prior, t_prior = _timed(run, keys, s_x, prior_q)
+    (log_q, t_net_fwd) = inf.timed(logits_fn, x)
+    w_net, t_net = inf.timed(run, keys, s_x, log_q)
+    w_prior, t_prior = inf.timed(run, keys, s_x, prior_q)
     ess_net, ess_prior = (
         np.asarray(inf.ess(w_net.log_weights)),
         np.asarray(inf.ess(w_prior.log_weights)),

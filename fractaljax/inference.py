@@ -30,8 +30,9 @@ Everything is pure JAX over explicit keys; :func:`discrete_is`, :func:`continuou
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Callable
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import flax.struct
 import jax
@@ -499,6 +500,14 @@ def mmd_test(
     null = jax.lax.map(stat, perms, batch_size=32)
     p = (1 + jnp.sum(null >= observed)) / (1 + num_permutations)
     return dict(mmd2=float(observed), p_value=float(p), bandwidth=float(bandwidth))
+
+
+def timed(fn: Callable, *args) -> tuple[Any, float]:
+    """``(fn(*args), seconds)`` of a second call (the first compiles): for ESS per second."""
+    jax.block_until_ready(fn(*args))
+    start = time.perf_counter()
+    out = jax.block_until_ready(fn(*args))
+    return out, time.perf_counter() - start
 
 
 # --- the network as proposal ------------------------------------------------------------------
