@@ -27,7 +27,8 @@ from fractaljax.inference import posterior
 from fractaljax.interop import load_timm, save_timm
 from fractaljax.losses import lpce
 from fractaljax.probe import extract_features
-from fractaljax.render import RenderSpec, render
+from fractaljax.render import RenderSpec
+from fractaljax.render import render as render_images  # not `render`: that is the module
 from fractaljax.sources import make as make_source
 from fractaljax.train import load_pretrained, make_model, train_and_evaluate
 
@@ -45,7 +46,7 @@ __all__ = [
     "normalize",
     "perturb",
     "posterior",
-    "render",
+    "render_images",
     "sample_sigma_factor",
     "save_timm",
     "train_and_evaluate",

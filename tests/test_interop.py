@@ -264,3 +264,7 @@ def test_public_api_example_runs(tmp_path):
     back = fj.load_timm(str(tmp_path / "m.safetensors"), jax.tree.map(np.asarray, params))
     np.testing.assert_array_equal(back["head"]["kernel"], np.asarray(params["head"]["kernel"]))
     assert set(fj.__all__) <= set(dir(fj))
+    import types
+
+    for name in ("render", "sources", "ifs", "inference", "interop", "train"):  # still modules
+        assert isinstance(getattr(fj, name), types.ModuleType), name
