@@ -28,6 +28,18 @@ needs_timm = pytest.mark.skipif(
 )
 
 
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    """A tiny 1p-frac pre-training (10 steps), shared by the CLI tests."""
+    from test_train import tiny_config
+
+    from fractaljax import train
+
+    workdir = tmp_path_factory.mktemp("run")
+    train.train_and_evaluate(tiny_config(), str(workdir))
+    return workdir
+
+
 def random_model(variant, size, pool="tok", num_classes=7, seed=0, chans=3):
     """A ViT with every parameter random (the head too, so logits are not trivially 0)."""
     model = vit.make(variant, num_classes, size, pool=pool, head_zero_init=False)
@@ -152,19 +164,15 @@ def test_logits_match_timm_both_ways(variant, size, pool, tmp_path):
 
 
 @needs_timm
-def test_export_cli_of_a_trained_run_loads_in_timm(run, tmp_path):
-    from test_train import TINY_FLAGS
-
-    res = run("experiments.pretrain", f"--workdir={tmp_path / 'run'}", *TINY_FLAGS)
-    assert res.returncode == 0, res.stderr[-2000:]
+def test_export_cli_of_a_trained_run_loads_in_timm(run, tmp_path, tiny_run):
     out = tmp_path / "export" / "model.safetensors"
-    res = run("experiments.export", f"--pretrained={tmp_path / 'run'}", f"--out={out}")
+    res = run("experiments.export", f"--pretrained={tiny_run}", f"--out={out}")
     assert res.returncode == 0, res.stderr[-2000:]
     meta = json.loads(out.with_suffix(".json").read_text())
     assert meta["num_classes"] == 10 and meta["mean"] == [0.5] * 3
     from fractaljax import train
 
-    config, model, params = train.load_pretrained(str(tmp_path / "run"))
+    config, model, params = train.load_pretrained(str(tiny_run))
     x = np.random.default_rng(1).uniform(-1, 1, (3, 16, 16, 3)).astype(np.float32)
     import safetensors.torch
 
@@ -174,23 +182,17 @@ def test_export_cli_of_a_trained_run_loads_in_timm(run, tmp_path):
     assert np.abs(ref).max() > 0  # trained for 10 steps: the head has moved from zero
     assert np.abs(got - ref).max() < 1e-4
     npz = tmp_path / "model.npz"
-    res = run(
-        "experiments.export", f"--pretrained={tmp_path / 'run'}", "--format=npz", f"--out={npz}"
-    )
+    res = run("experiments.export", f"--pretrained={tiny_run}", "--format=npz", f"--out={npz}")
     assert res.returncode == 0 and "block0/LayerNorm_0/scale" in np.load(npz).files
 
 
-def test_export_then_import_gives_back_the_run(run, tmp_path):
+def test_export_then_import_gives_back_the_run(run, tmp_path, tiny_run):
     """experiments.export -> experiments.import_timm: the imported run's parameters are the
     original ones, bit for bit; a file of another architecture is one line, exit 2."""
-    from test_train import TINY_FLAGS
-
     from fractaljax import train
 
-    res = run("experiments.pretrain", f"--workdir={tmp_path / 'run'}", *TINY_FLAGS)
-    assert res.returncode == 0, res.stderr[-2000:]
     out = tmp_path / "m.safetensors"
-    res = run("experiments.export", f"--pretrained={tmp_path / 'run'}", f"--out={out}")
+    res = run("experiments.export", f"--pretrained={tiny_run}", f"--out={out}")
     assert res.returncode == 0, res.stderr[-2000:]
     model_flags = [
         "--config=configs/onepfrac.py:mini",
@@ -201,7 +203,7 @@ def test_export_then_import_gives_back_the_run(run, tmp_path):
         "experiments.import_timm", f"--weights={out}", f"--workdir={tmp_path / 'imp'}", *model_flags
     )
     assert res.returncode == 0, res.stderr[-2000:]
-    _, _, a = train.load_pretrained(str(tmp_path / "run"))
+    _, _, a = train.load_pretrained(str(tiny_run))
     _, _, b = train.load_pretrained(str(tmp_path / "imp"))
     for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
         np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
