@@ -150,7 +150,8 @@ def main() -> None:
     x, y = walk(systems, u)
     raster = jax.jit(lambda x, y: render_lib.rasterize(x, y, args.size, spec.pad))
     row, col, _ = raster(x, y)
-    scatter = jax.jit(lambda r, c: render_lib.last_point_index(r, c, args.size))
+    scatter = jax.jit(lambda r, c: render_lib.last_point_index(r, c, args.size, "scatter"))
+    by_sort = jax.jit(lambda r, c: render_lib.last_point_index(r, c, args.size, "sort"))
     last = scatter(row, col)
     seeds = jnp.arange(args.batch, dtype=jnp.uint32)
     paste = jax.jit(render_lib.paste_patches)
@@ -162,6 +163,7 @@ def main() -> None:
         "walk (scan)": lambda: walk(systems, u),
         "rescale": lambda: raster(x, y),
         "scatter-max of indices": lambda: scatter(row, col),
+        "sort rasterizer (no scatter)": lambda: by_sort(row, col),
         "official pastes": lambda: paste(last, seeds),
         "OR-ed patches": lambda: union(last, seeds),
         "points only (no patches)": lambda: points(systems, key),

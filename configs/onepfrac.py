@@ -88,6 +88,7 @@ def source_config() -> ml_collections.ConfigDict:
     c.render.gray_level = 127 / 255
     c.render.shared_walk = True
     c.render.background = "black"  # 'random': a random dark colour gradient behind
+    c.render.rasterizer = "auto"  # same images: 'scatter' (CPU/GPU), 'sort' (TPU: no scatter)
     return c
 
 

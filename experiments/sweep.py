@@ -143,12 +143,17 @@ def point_identity(pre, ft, few_labels: int, seed: int, random_init: bool) -> di
 # Fields added after points were stored, at the value that reproduces those points: left out
 # of a point's identity at that value, so the stored points keep their keys.
 LATER_DEFAULTS = {("model", "init"): "big_vision"}
+# Fields that change how, not what, is computed (the rasterisers draw identical images).
+NEUTRAL = (("render", "rasterizer"),)
 
 
 def _without_defaults(pre: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
     pre = ml_collections.ConfigDict(pre.to_dict())
     for (block, field), value in LATER_DEFAULTS.items():
         if block in pre and pre[block].get(field, value) == value and field in pre[block]:
+            del pre[block][field]
+    for block, field in NEUTRAL:
+        if block in pre and field in pre[block]:
             del pre[block][field]
     return pre
 
@@ -159,14 +164,9 @@ def point_key(identity: dict) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
-def run_point(cfg, field, value, seed, data, workdir, compute: bool = True) -> dict | None:
-    """Pre-train (or not: ``value is None`` is the random init) and evaluate one point.
-
-    The point lives in ``<sweep.points_dir or workdir>/points/<key>`` (see
-    :func:`point_identity`); a finished one (its ``result.json`` exists) is read back.
-    """
-    t0 = time.perf_counter()
-    name = point_name(field, value, seed) if value is not None else f"random_init_seed{seed}"
+def point_setup(cfg, field: str, value, seed: int):
+    """``(pretrain config, finetune config, identity)`` of a sweep point (``value`` None:
+    the random init)."""
     if value is None:
         pre = ml_collections.ConfigDict(cfg.pretrain.to_dict())
         pre.seed = seed
@@ -177,7 +177,19 @@ def run_point(cfg, field, value, seed, data, workdir, compute: bool = True) -> d
     ft = ml_collections.ConfigDict(cfg.finetune.to_dict())
     ft.seed = seed
     few = cfg.sweep.get("few_labels", 0)
-    identity = point_identity(pre, ft, few, seed, random_init=value is None)
+    return pre, ft, point_identity(pre, ft, few, seed, random_init=value is None)
+
+
+def run_point(cfg, field, value, seed, data, workdir, compute: bool = True) -> dict | None:
+    """Pre-train (or not: ``value is None`` is the random init) and evaluate one point.
+
+    The point lives in ``<sweep.points_dir or workdir>/points/<key>`` (see
+    :func:`point_identity`); a finished one (its ``result.json`` exists) is read back.
+    """
+    t0 = time.perf_counter()
+    name = point_name(field, value, seed) if value is not None else f"random_init_seed{seed}"
+    pre, ft, identity = point_setup(cfg, field, value, seed)
+    few = cfg.sweep.get("few_labels", 0)
     key = point_key(identity)
     root = cfg.sweep.get("points_dir", "") or workdir
     point_dir = os.path.join(root, "points", key)

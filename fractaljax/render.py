@@ -40,6 +40,7 @@ from fractaljax.ifs import IFS
 PATCH_MODES = ("paste", "union", "none")
 WALK_STARTS = ("attractor", "origin")
 BACKGROUNDS = ("black", "random")
+RASTERIZERS = ("auto", "scatter", "sort")
 # Points are kept within +-_BIG so that diverging (non-contractive) systems stay finite.
 _BIG = 1e30
 
@@ -68,6 +69,10 @@ class RenderSpec:
       background: ``'black'`` (the paper) or ``'random'``: each image gets a random dark
         colour gradient (gray with one channel) behind the fractal, so that the network
         cannot rely on "black = background" (as the catalys1/fractal-pretraining option).
+      rasterizer: how points become pixels (:func:`last_point_index`; the images are the
+        same bit for bit): ``'scatter'`` (a scatter-max per image, fastest on CPU and GPU),
+        ``'sort'`` (sort + binary search, no scatter: TPUs serialise scatters), ``'auto'``
+        (``'sort'`` on TPU, ``'scatter'`` elsewhere).
     """
 
     image_size: int = 512
@@ -82,6 +87,7 @@ class RenderSpec:
     gray_level: float = 127.0 / 255.0
     shared_walk: bool = True
     background: str = "black"
+    rasterizer: str = "auto"
 
     @property
     def num_points(self) -> int:
@@ -112,6 +118,10 @@ class RenderSpec:
         if self.background not in BACKGROUNDS:
             raise ConfigError(
                 f"{prefix}.background={self.background!r}: must be one of {BACKGROUNDS}"
+            )
+        if self.rasterizer not in RASTERIZERS:
+            raise ConfigError(
+                f"{prefix}.rasterizer={self.rasterizer!r}: must be one of {RASTERIZERS}"
             )
         if not 0.0 < self.gray_level <= 1.0:
             raise ConfigError(f"{prefix}.gray_level={self.gray_level}: must be in (0, 1]")
@@ -314,20 +324,50 @@ def masks_of(seed: jax.Array, idx: jax.Array) -> jax.Array:
     return jnp.uint32(1) + h % jnp.uint32(511)
 
 
-def last_point_index(row: jax.Array, col: jax.Array, size: int) -> jax.Array:
+def resolve_rasterizer(rasterizer: str) -> str:
+    """``'auto'`` -> ``'sort'`` on TPU, ``'scatter'`` elsewhere; other values as they are."""
+    if rasterizer != "auto":
+        return rasterizer
+    return "sort" if jax.default_backend() == "tpu" else "scatter"
+
+
+def last_point_index(
+    row: jax.Array, col: jax.Array, size: int, rasterizer: str = "scatter"
+) -> jax.Array:
     """``int32[B, size, size]``: the walk-order index (t * W + w) of the last point that fell
-    on each pixel, -1 where none did. One flat scatter-max over the whole batch."""
+    on each pixel, -1 where none did.
+
+    Computed image by image (vmapped), so that a batch split over devices is rasterised
+    where it lies, with no collective. ``rasterizer='scatter'``: a scatter-max of the walk
+    indices. ``'sort'``: sort the (pixel, walk index) pairs, then for every pixel the last
+    pair with that pixel, found by binary search; no scatter, the same result.
+
+    Args:
+      row, col: ``int32[T, B, W]`` pixel coordinates in [0, size) (:func:`rasterize`).
+      size: the canvas side.
+      rasterizer: ``'scatter'``, ``'sort'`` or ``'auto'`` (:func:`resolve_rasterizer`).
+    """
     t, b, w = row.shape
-    if b * size * size >= 2**31 or t * w >= 2**31:
-        raise ValueError(f"batch {b} x {size}^2 px: too large for int32 pixel indices")
-    idx = jnp.arange(t * w, dtype=jnp.int32).reshape(t, 1, w)
-    flat = (jnp.arange(b, dtype=jnp.int32)[:, None] * size + row) * size + col
-    last = (
-        jnp.full(b * size * size, -1, jnp.int32)
-        .at[flat.reshape(-1)]
-        .max(jnp.broadcast_to(idx, flat.shape).reshape(-1))
-    )
-    return last.reshape(b, size, size)
+    if size * size >= 2**31 or t * w >= 2**31:
+        raise ValueError(f"{t * w} points on {size}^2 px: too large for int32 pixel indices")
+    method = resolve_rasterizer(rasterizer)
+    idx = jnp.arange(t * w, dtype=jnp.int32)  # walk order of the [T, W] points
+    pixels = jnp.arange(size * size, dtype=jnp.int32)
+
+    def scatter(pix):
+        return jnp.full(size * size, -1, jnp.int32).at[pix].max(idx)
+
+    def sort(pix):
+        pix, order = jax.lax.sort((pix, idx), num_keys=2)  # by pixel, then walk order
+        end = jnp.searchsorted(pix, pixels, side="right") - 1  # each pixel's last pair
+        hit = (end >= 0) & (pix[jnp.maximum(end, 0)] == pixels)
+        return jnp.where(hit, order[jnp.maximum(end, 0)], -1)
+
+    if method not in ("scatter", "sort"):
+        raise ValueError(f"rasterizer={rasterizer!r}: must be one of {RASTERIZERS}")
+    one = scatter if method == "scatter" else sort
+    flat = (row * size + col).transpose(1, 0, 2).reshape(b, t * w)  # [B, T*W] in walk order
+    return jax.vmap(one)(flat).reshape(b, size, size)
 
 
 def _patch_cells(a: jax.Array, fill) -> list[jax.Array]:
@@ -435,7 +475,7 @@ def render_with_fill(
         u = jax.vmap(walk_u, out_axes=1)(image_keys)  # [S, B, W]
     x, y = walk(ifs, u, spec.burn_in, spec.walk_start)
     row, col, finite = rasterize(x, y, s, spec.pad)
-    last = last_point_index(row, col, s)  # [B, H, W]
+    last = last_point_index(row, col, s, spec.rasterizer)  # [B, H, W]
     seeds = jax.vmap(lambda k: jax.random.bits(jax.random.fold_in(k, 0), (), jnp.uint32))
     if spec.patch == "paste":
         lit = paste_patches(last, seeds(image_keys))

@@ -248,7 +248,10 @@ _render_small = jax.jit(lambda s, k: render_lib.render_with_fill(SMALL, s, k))
 
 
 def test_same_images_on_two_devices():
-    """A batch sharded over 2 (virtual CPU) devices renders bit-identically to 1 device."""
+    """A batch sharded over 2 (virtual CPU) devices renders bit-identically to 1 device,
+    with either rasteriser, and each device renders its own images: the compiled program
+    moves no points or pixels between devices (no all-gather; an earlier flat scatter over
+    the whole batch gathered every device's points)."""
     code = textwrap.dedent(
         """
         import jax, numpy as np
@@ -261,9 +264,14 @@ def test_same_images_on_two_devices():
         one = np.asarray(f(cls, jax.random.key(5)))
         mesh = jax.make_mesh((2,), ("data",), axis_types=(jax.sharding.AxisType.Auto,))
         sh = NamedSharding(mesh, P("data"))
-        two = f(jax.device_put(cls, sh), jax.random.key(5))
         assert len(jax.devices()) == 2
-        np.testing.assert_array_equal(one, np.asarray(two))
+        for r in ("scatter", "sort"):
+            g = jax.jit(lambda s, k: render.render(spec.__class__(**{
+                **spec.__dict__, "rasterizer": r}), s, k))
+            split = jax.device_put(cls, sh)
+            np.testing.assert_array_equal(one, np.asarray(g(split, jax.random.key(5))))
+            hlo = g.lower(split, jax.random.key(5)).compile().as_text()
+            assert "all-gather" not in hlo and "all-to-all" not in hlo, r
         print("ok")
         """
     )
@@ -281,9 +289,57 @@ def test_same_images_on_two_devices():
         ("patch", "disk"),
         ("channels", 2),
         ("walk_start", "center"),
+        ("rasterizer", "matmul"),
     ],
 )
 def test_spec_validation(field, value):
     spec = dataclasses.replace(SMALL, **{field: value})
     with pytest.raises(ifs_lib.ConfigError, match=f"render.{field}"):
         spec.validate()
+
+
+@pytest.mark.parametrize("patch", render_lib.PATCH_MODES)
+def test_sort_rasterizer_draws_the_same_images_as_scatter(classes, patch):
+    """The scatter-free path (for TPUs) is the same function: identical images and fills,
+    from dense walks (every pixel hit many times) to sparse ones (most pixels empty)."""
+    for walkers, steps in ((64, 16), (3, 2)):
+        spec = dataclasses.replace(SMALL, patch=patch, walkers=walkers, steps=steps)
+        out = {}
+        for r in ("scatter", "sort"):
+            spec_r = dataclasses.replace(spec, rasterizer=r)
+            f = jax.jit(lambda s, k, spec_r=spec_r: render_lib.render_with_fill(spec_r, s, k))
+            out[r] = jax.device_get(f(classes, jax.random.key(3)))
+        np.testing.assert_array_equal(out["scatter"][0], out["sort"][0])
+        np.testing.assert_array_equal(out["scatter"][1], out["sort"][1])
+
+
+@given(
+    hnp.arrays(np.int32, (5, 3, 7), elements=st.integers(0, 8 * 8 - 1)),
+)
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+def test_last_point_index_rasterizers_agree_with_a_loop(pix):
+    """Both rasterisers against the definition: for each pixel, the largest walk index
+    t * W + w of a point on it (duplicates included)."""
+    t, b, w = pix.shape
+    row, col = pix // 8, pix % 8
+    want = np.full((b, 8, 8), -1)
+    for i in range(t):
+        for j in range(b):
+            for k in range(w):
+                want[j, row[i, j, k], col[i, j, k]] = i * w + k  # later points overwrite
+    for r in ("scatter", "sort"):
+        got = render_lib.last_point_index(jnp.asarray(row), jnp.asarray(col), 8, r)
+        np.testing.assert_array_equal(np.asarray(got), want, err_msg=r)
+
+
+def test_sort_rasterizer_has_no_scatter():
+    row = jnp.zeros((4, 2, 5), jnp.int32)
+    f = jax.jit(lambda r, c: render_lib.last_point_index(r, c, 8, "sort"))
+    text = f.lower(row, row).as_text()
+    assert "scatter" not in text
+    assert (
+        "scatter"
+        in jax.jit(lambda r, c: render_lib.last_point_index(r, c, 8, "scatter"))
+        .lower(row, row)
+        .as_text()
+    )  # the check can see a scatter
