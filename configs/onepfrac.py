@@ -105,7 +105,9 @@ def vit_ti(c: ml_collections.ConfigDict) -> None:
     # (which trains timm's ViT) starts from; see fractaljax.models.vit.initializers.
     c.model.init = "big_vision"
 
-    c.batch_size = 256
+    c.batch_size = 256  # global: split over every device of every process
+    # 'fsdp': parameters and optimiser state split over the devices too (B/16 and up)
+    c.param_sharding = "replicated"
     c.total_steps = 240_000  # 80k epochs x 3 steps
     c.warmup_steps = 15  # 5 epochs
     c.optim = ml_collections.ConfigDict()

@@ -143,8 +143,9 @@ def point_identity(pre, ft, few_labels: int, seed: int, random_init: bool) -> di
 # Fields added after points were stored, at the value that reproduces those points: left out
 # of a point's identity at that value, so the stored points keep their keys.
 LATER_DEFAULTS = {("model", "init"): "big_vision"}
-# Fields that change how, not what, is computed (the rasterisers draw identical images).
-NEUTRAL = (("render", "rasterizer"),)
+# Fields that change how, not what, is computed: the rasterisers draw identical images, and
+# sharding the parameters changes only the order of float sums.
+NEUTRAL = ("render.rasterizer", "param_sharding")
 
 
 def _without_defaults(pre: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
@@ -152,9 +153,13 @@ def _without_defaults(pre: ml_collections.ConfigDict) -> ml_collections.ConfigDi
     for (block, field), value in LATER_DEFAULTS.items():
         if block in pre and pre[block].get(field, value) == value and field in pre[block]:
             del pre[block][field]
-    for block, field in NEUTRAL:
-        if block in pre and field in pre[block]:
-            del pre[block][field]
+    for path in NEUTRAL:
+        *blocks, field = path.split(".")
+        parent = pre
+        for b in blocks:
+            parent = parent.get(b) if parent is not None else None
+        if parent is not None and field in parent:
+            del parent[field]
     return pre
 
 

@@ -11,6 +11,7 @@ import os
 
 import jax
 import orbax.checkpoint as ocp
+from jax.experimental import multihost_utils
 
 from fractaljax.errors import CheckpointError
 
@@ -62,9 +63,13 @@ class Checkpoints:
             if bad:
                 # Moved aside, not deleted (for inspection), so those steps can be saved again.
                 aside = os.path.join(os.path.dirname(self.directory), "unreadable_checkpoints")
-                os.makedirs(aside, exist_ok=True)
-                for b in bad:
-                    os.replace(os.path.join(self.directory, str(b)), os.path.join(aside, str(b)))
+                if jax.process_index() == 0:
+                    os.makedirs(aside, exist_ok=True)
+                    for b in bad:
+                        src, dst = (os.path.join(d, str(b)) for d in (self.directory, aside))
+                        os.replace(src, dst)
+                if jax.process_count() > 1:
+                    multihost_utils.sync_global_devices("fractaljax: checkpoints moved aside")
                 self._mgr.reload()
                 print(f"warning: moved steps {bad} to {aside}; resuming from step {step}")
             return step, state

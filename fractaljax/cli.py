@@ -15,8 +15,26 @@ from typing import Any
 import ml_collections
 from absl import flags
 
-from fractaljax import config_utils
+from fractaljax import config_utils, sharding
 from fractaljax.errors import EXIT_BAD_INPUT, Preempted, UserError
+
+# Multi-process runs (every experiment takes these; see fractaljax.sharding).
+_COORDINATOR = flags.DEFINE_string(
+    "coordinator_address",
+    None,
+    "host:port of process 0 in a multi-process run (default: $JAX_COORDINATOR_ADDRESS).",
+)
+_NUM_PROCESSES = flags.DEFINE_integer(
+    "num_processes", None, "Processes in a multi-process run (default: $JAX_NUM_PROCESSES)."
+)
+_PROCESS_ID = flags.DEFINE_integer(
+    "process_id", None, "This process's index in [0, num_processes) (default: $JAX_PROCESS_ID)."
+)
+_DISTRIBUTED = flags.DEFINE_bool(
+    "distributed",
+    False,
+    "Join a multi-process run whose processes JAX detects (TPU pod, SLURM, Open MPI).",
+)
 
 
 def fail(message: str) -> None:
@@ -81,6 +99,9 @@ def run(main: Callable[[Sequence[str]], None], argv: Sequence[str] | None = None
     if len(rest) > 1:
         fail(f"unexpected arguments {rest[1:]}; flags take the form --name=value (see --help)")
     try:
+        sharding.initialize_distributed(
+            _COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value, _DISTRIBUTED.value
+        )
         main(rest)
     except UserError as e:  # every bad-input type of fractaljax.errors
         fail(str(e))

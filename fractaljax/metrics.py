@@ -25,13 +25,17 @@ def format_duration(seconds: float) -> str:
 
 class MetricWriter:
     """Writes scalars per step to stdout (optional), ``<workdir>/metrics.jsonl`` and
-    ``<workdir>/tb/`` (TensorBoard)."""
+    ``<workdir>/tb/`` (TensorBoard). ``active=False`` writes nothing: the other processes
+    of a multi-process run."""
 
-    def __init__(self, workdir: str, *, tensorboard: bool = True, stdout: bool = True):
+    def __init__(
+        self, workdir: str, *, tensorboard: bool = True, stdout: bool = True, active: bool = True
+    ):
         self.path = os.path.join(workdir, "metrics.jsonl")
         self.stdout = stdout
+        self.active = active
         self._tb = None
-        if tensorboard:
+        if tensorboard and active:
             from tensorboardX import SummaryWriter
 
             self._tb = SummaryWriter(os.path.join(workdir, "tb"))
@@ -39,7 +43,7 @@ class MetricWriter:
     def truncate_after(self, step: int) -> None:
         """Drop rows beyond ``step`` (a run resumed from the checkpoint at ``step`` writes
         them again), so ``metrics.jsonl`` holds each step once. Atomic: replace, not edit."""
-        if not os.path.exists(self.path):
+        if not self.active or not os.path.exists(self.path):
             return
         rows = read_jsonl(self.path)
         kept = [r for r in rows if r["step"] <= step]
@@ -49,6 +53,8 @@ class MetricWriter:
             os.replace(self.path + ".tmp", self.path)
 
     def write(self, step: int, scalars: dict, prefix: str = "") -> None:
+        if not self.active:
+            return
         scalars = {k: float(v) for k, v in scalars.items()}
         with open(self.path, "a") as f:
             f.write(json.dumps({"step": step, "time": time.time(), **scalars}) + "\n")

@@ -456,7 +456,9 @@ def search_categories(
     )
     if path:
         os.makedirs(cache_dir, exist_ok=True)
-        tmp = f"{path}.tmp.npz"  # written whole, then renamed: never a half-written cache
+        # Written whole, then renamed: never a half-written cache (one name per process: all
+        # processes of a multi-process run search and may write at once).
+        tmp = f"{path}.tmp{jax.process_index()}.npz"
         np.savez(tmp, maps=maps, probs=probs, fills=fills)
         os.replace(tmp, path)
     return IFS(jnp.asarray(maps), jnp.asarray(probs)), fills

@@ -148,6 +148,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
     if config.optim.lr <= 0:
         raise ConfigError(f"optim.lr={config.optim.lr}: must be > 0")
     augment.validate(config.augment)
+    sharding.check_param_sharding(config.get("param_sharding", "replicated"))
     make_model(config, 1)  # the model block's own checks
     decay_mask({}, config.optim.get("decay_rule", "official"))
 
@@ -156,7 +157,7 @@ def prepare_workdir(workdir: str, config: ml_collections.ConfigDict | None = Non
     """Create the workdir (or check it is writable); record the config there if given."""
     try:
         os.makedirs(workdir, exist_ok=True)
-        probe = os.path.join(workdir, ".write_test")
+        probe = os.path.join(workdir, f".write_test.{jax.process_index()}")
         with open(probe, "w") as f:
             f.write("ok")
         os.remove(probe)
@@ -176,6 +177,8 @@ def record_config(workdir: str, config: ml_collections.ConfigDict) -> None:
 
 
 def _write_config(path: str, config: ml_collections.ConfigDict) -> None:
+    if not sharding.is_primary():  # one writer in a multi-process run
+        return
     with open(path + ".tmp", "w") as f:
         f.write(config.to_json_best_effort(indent=2))
     os.replace(path + ".tmp", path)
@@ -237,6 +240,8 @@ def check_resume(
             f"{shown}{more}; use a new --workdir, or pass --allow_config_change to continue "
             "with the change (recorded in config_changes.jsonl)"
         )
+    if not sharding.is_primary():
+        return
     record = {"step": step, "time": time.time(), "changes": changes, "allowed": bool(unsafe)}
     with open(os.path.join(workdir, "config_changes.jsonl"), "a") as f:
         f.write(json.dumps(record, default=str) + "\n")
@@ -269,8 +274,13 @@ class _StopRequest:
         return False
 
 
-def make_train_step(config, model, source, tx, schedule, mesh) -> Callable:
-    """``train_step(state, step) -> (state, metrics)``, jit-compiled, batch sharded on mesh."""
+def make_train_step(config, model, source, tx, schedule, mesh, state_sharding=None) -> Callable:
+    """``train_step(state, step) -> (state, metrics)``, jit-compiled, batch sharded on mesh.
+
+    The batch is a pure function of (seed, step) and each example's index in the global
+    batch, and each device renders its own slice of it (on every process, the devices it
+    owns): the same global batch whatever the number of devices and processes.
+    ``state_sharding`` pins the new state's layout (that of :func:`init_state`)."""
     data_key, step_key = keys.stream(config.seed, "data"), keys.stream(config.seed, "step")
     batch_sharding = sharding.batch_sharded(mesh)
     num_classes = source.num_classes
@@ -303,7 +313,8 @@ def make_train_step(config, model, source, tx, schedule, mesh) -> Callable:
 
     # Donating the state halves its memory on accelerators; XLA's CPU backend ignores it.
     donate = () if jax.default_backend() == "cpu" else (0,)
-    return jax.jit(train_step, donate_argnums=donate)
+    out = None if state_sharding is None else (state_sharding, sharding.replicated(mesh))
+    return jax.jit(train_step, donate_argnums=donate, out_shardings=out)
 
 
 def make_eval_step(config, model, source) -> Callable:
@@ -332,16 +343,19 @@ def init_key(seed: int) -> jax.Array:
 
 def init_state(config, model, tx, mesh, image_shape) -> train_state.TrainState:
     """The initial train state for inputs of ``image_shape`` (H, W, C) resized to
-    :func:`input_size`."""
+    :func:`input_size`, laid out on ``mesh`` as ``config.param_sharding`` says (created in
+    place: on many hosts each process makes only its own shards)."""
     s = int(config.get("input_size") or image_shape[0])
     dummy = jnp.zeros((1, s, s, image_shape[-1]), jnp.float32)
 
-    @jax.jit
     def init():
         params = model.init(init_key(config.seed), dummy)["params"]
         return train_state.TrainState.create(apply_fn=model.apply, params=params, tx=tx)
 
-    return jax.device_put(init(), sharding.replicated(mesh))
+    layout = sharding.state_shardings(
+        jax.eval_shape(init), mesh, config.get("param_sharding", "replicated")
+    )
+    return jax.jit(init, out_shardings=layout)()
 
 
 def _checkpointable(state: train_state.TrainState) -> dict[str, Any]:
@@ -416,8 +430,9 @@ def _set_up(config, workdir, source, allow_changes, mesh):
         raise
     # The run's record of its data, from the source itself (load_pretrained reads it).
     record = {"name": source.name, "num_classes": source.num_classes}
-    with open(os.path.join(workdir, "source.json"), "w") as f:
-        json.dump({**record, "image_shape": list(source.image_shape)}, f)
+    if sharding.is_primary():
+        with open(os.path.join(workdir, "source.json"), "w") as f:
+            json.dump({**record, "image_shape": list(source.image_shape)}, f)
     return source, model, schedule, tx, state, ckpt, start, restored
 
 
@@ -473,9 +488,10 @@ def train_and_evaluate(
         flush=True,
     )
 
-    train_step = make_train_step(config, model, source, tx, schedule, mesh)
+    layout = jax.tree.map(lambda x: x.sharding, state)
+    train_step = make_train_step(config, model, source, tx, schedule, mesh, layout)
     eval_step = make_eval_step(config, model, eval_source or source)
-    writer = MetricWriter(workdir)
+    writer = MetricWriter(workdir, active=sharding.is_primary())
     writer.truncate_after(start)  # rows past the checkpoint are written again
     summary: dict[str, Any] = {"steps": int(start)}
     history: list[dict[str, float]] = []
@@ -541,6 +557,7 @@ def train_and_evaluate(
         writer.close()
         ckpt.close()
     summary["seconds"] = time.perf_counter() - t_start
-    with open(os.path.join(workdir, "summary.json"), "w") as f:
-        json.dump(summary, f, indent=2)
+    if sharding.is_primary():
+        with open(os.path.join(workdir, "summary.json"), "w") as f:
+            json.dump(summary, f, indent=2)
     return summary
