@@ -108,6 +108,7 @@ def vit_ti(c: ml_collections.ConfigDict) -> None:
     c.batch_size = 256  # global: split over every device of every process
     # 'fsdp': parameters and optimiser state split over the devices too (B/16 and up)
     c.param_sharding = "replicated"
+    c.fsdp_min_size = 2**14  # arrays with fewer elements stay replicated under 'fsdp'
     c.total_steps = 240_000  # 80k epochs x 3 steps
     c.warmup_steps = 15  # 5 epochs
     c.optim = ml_collections.ConfigDict()

@@ -145,7 +145,7 @@ def point_identity(pre, ft, few_labels: int, seed: int, random_init: bool) -> di
 LATER_DEFAULTS = {("model", "init"): "big_vision"}
 # Fields that change how, not what, is computed: the rasterisers draw identical images, and
 # sharding the parameters changes only the order of float sums.
-NEUTRAL = ("render.rasterizer", "param_sharding")
+NEUTRAL = ("render.rasterizer", "param_sharding", "fsdp_min_size")
 
 
 def _without_defaults(pre: ml_collections.ConfigDict) -> ml_collections.ConfigDict:

@@ -24,8 +24,8 @@ from jax.sharding import PartitionSpec as P
 from fractaljax.errors import ConfigError, UserError
 
 PARAM_SHARDINGS = ("replicated", "fsdp")
-# Under FSDP, arrays smaller than this stay replicated: biases, norms and the class token
-# cost more to gather than to keep.
+# Under FSDP, arrays smaller than this (elements) stay replicated by default: biases, norms
+# and the class token cost more to gather than to keep.
 FSDP_MIN_SIZE = 2**14
 
 
@@ -124,12 +124,12 @@ def check_param_sharding(mode: str) -> None:
         raise ConfigError(f"param_sharding={mode!r}: must be one of {PARAM_SHARDINGS}")
 
 
-def array_spec(shape: tuple[int, ...], n: int, mode: str) -> P:
+def array_spec(shape: tuple[int, ...], n: int, mode: str, min_size: int = FSDP_MIN_SIZE) -> P:
     """The partition of one array: ``P()`` (replicated), or under ``'fsdp'`` its largest
-    axis that ``n`` divides split over ``'data'`` (arrays under :data:`FSDP_MIN_SIZE`
-    elements, or with no such axis, stay replicated)."""
+    axis that ``n`` divides split over ``'data'`` (arrays under ``min_size`` elements, or
+    with no such axis, stay replicated)."""
     check_param_sharding(mode)
-    if mode == "replicated" or n == 1 or math.prod(shape) < FSDP_MIN_SIZE:
+    if mode == "replicated" or n == 1 or math.prod(shape) < min_size:
         return P()
     fits = [i for i, d in enumerate(shape) if d % n == 0]
     if not fits:
@@ -138,8 +138,22 @@ def array_spec(shape: tuple[int, ...], n: int, mode: str) -> P:
     return P(*(["data" if i == axis else None for i in range(len(shape))]))
 
 
-def state_shardings(tree, mesh: jax.sharding.Mesh, mode: str = "replicated"):
+def state_shardings(
+    tree, mesh: jax.sharding.Mesh, mode: str = "replicated", min_size: int = FSDP_MIN_SIZE
+):
     """A pytree of :class:`NamedSharding` for ``tree`` (arrays or shape structs): the train
     state's parameters and optimiser moments split alike (by shape), scalars replicated."""
     n = mesh.devices.size
-    return jax.tree.map(lambda x: NamedSharding(mesh, array_spec(tuple(x.shape), n, mode)), tree)
+
+    def one(x):
+        return NamedSharding(mesh, array_spec(tuple(x.shape), n, mode, min_size))
+
+    return jax.tree.map(one, tree)
+
+
+def split_fraction(tree) -> float:
+    """The fraction of ``tree``'s elements (placed arrays) that are split over devices."""
+    leaves = jax.tree.leaves(tree)
+    total = sum(x.size for x in leaves)
+    split = sum(x.size for x in leaves if not x.sharding.is_fully_replicated)
+    return split / max(total, 1)

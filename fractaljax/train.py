@@ -149,6 +149,8 @@ def validate(config: ml_collections.ConfigDict) -> None:
         raise ConfigError(f"optim.lr={config.optim.lr}: must be > 0")
     augment.validate(config.augment)
     sharding.check_param_sharding(config.get("param_sharding", "replicated"))
+    if config.get("fsdp_min_size", 0) < 0:
+        raise ConfigError(f"fsdp_min_size={config.fsdp_min_size}: must be >= 0")
     make_model(config, 1)  # the model block's own checks
     decay_mask({}, config.optim.get("decay_rule", "official"))
 
@@ -352,9 +354,9 @@ def init_state(config, model, tx, mesh, image_shape) -> train_state.TrainState:
         params = model.init(init_key(config.seed), dummy)["params"]
         return train_state.TrainState.create(apply_fn=model.apply, params=params, tx=tx)
 
-    layout = sharding.state_shardings(
-        jax.eval_shape(init), mesh, config.get("param_sharding", "replicated")
-    )
+    mode = config.get("param_sharding", "replicated")
+    min_size = config.get("fsdp_min_size", sharding.FSDP_MIN_SIZE)
+    layout = sharding.state_shardings(jax.eval_shape(init), mesh, mode, min_size)
     return jax.jit(init, out_shardings=layout)()
 
 
@@ -489,6 +491,12 @@ def train_and_evaluate(
     )
 
     layout = jax.tree.map(lambda x: x.sharding, state)
+    if config.get("param_sharding", "replicated") != "replicated":
+        print(
+            f"param_sharding {config.param_sharding}: {sharding.split_fraction(state):.0%} "
+            f"of the train state split over {mesh.devices.size} devices",
+            flush=True,
+        )
     train_step = make_train_step(config, model, source, tx, schedule, mesh, layout)
     eval_step = make_eval_step(config, model, eval_source or source)
     writer = MetricWriter(workdir, active=sharding.is_primary())

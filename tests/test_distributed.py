@@ -51,17 +51,27 @@ def test_two_processes_train_and_one_resumes(tmp_path):
     procs = [
         subprocess.Popen(
             [
-                sys.executable, "-m", "experiments.pretrain", f"--workdir={multi}", *FLAGS,
-                "--config.total_steps=6", f"--coordinator_address=localhost:{port}",
-                "--num_processes=2", f"--process_id={i}",
+                sys.executable,
+                "-m",
+                "experiments.pretrain",
+                f"--workdir={multi}",
+                *FLAGS,
+                "--config.total_steps=6",
+                f"--coordinator_address=localhost:{port}",
+                "--num_processes=2",
+                f"--process_id={i}",
             ],  # fmt: skip
-            cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            cwd=REPO,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
         )  # fmt: skip
         for i in range(2)
     ]
     one = run_module("experiments.pretrain", f"--workdir={ref}", *FLAGS, "--config.total_steps=6")
     outs = [p.communicate(timeout=300) for p in procs]
-    for p, (out, err) in zip(procs, outs):
+    for p, (_, err) in zip(procs, outs):
         assert p.returncode == 0, err[-3000:]
     assert one.returncode == 0, one.stderr[-2000:]
     assert "4 cpu device(s)" in outs[0][0] and "4 cpu device(s)" in outs[1][0]
@@ -106,3 +116,42 @@ def test_bad_distributed_flags_exit_2_with_one_line(tmp_path):
     lines = res.stderr.strip().splitlines()
     assert len(lines) == 1 and "--coordinator_address missing" in lines[0], lines
     assert not (tmp_path / "w").exists()
+
+
+def test_fsdp_layout_splits_a_vit_b16_and_leaves_small_arrays_replicated():
+    """The FSDP rule on ViT-B/16's shapes over 8 devices: nearly every parameter element
+    split (the big kernels, along an axis 8 divides), biases and norms replicated."""
+    from fractaljax.models import vit
+
+    model = vit.make("B/16", 1000, 224)
+    params = jax.eval_shape(model.init, jax.random.key(0), jax.numpy.zeros((1, 224, 224, 3)))
+    flat = jax.tree_util.tree_flatten_with_path(params)[0]
+    split = total = 0
+    for path, x in flat:
+        spec = sharding.array_spec(x.shape, 8, "fsdp")
+        total += x.size
+        if spec != sharding.P():
+            split += x.size
+            axis = list(spec).index("data")
+            assert x.shape[axis] % 8 == 0
+        elif x.size >= sharding.FSDP_MIN_SIZE:
+            assert all(d % 8 for d in x.shape), jax.tree_util.keystr(path)
+        else:
+            assert x.ndim <= 1 or x.size < sharding.FSDP_MIN_SIZE
+    assert split / total > 0.99, split / total
+    assert sharding.array_spec((768, 3072), 8, "replicated") == sharding.P()
+    assert sharding.array_spec((768, 3072), 1, "fsdp") == sharding.P()
+    with pytest.raises(ConfigError, match="param_sharding='zero'"):
+        sharding.array_spec((8,), 8, "zero")
+
+
+def test_a_global_batch_that_does_not_split_is_one_line_exit_2(tmp_path):
+    four = {"XLA_FLAGS": "--xla_force_host_platform_device_count=4"}
+    flags = [f"--workdir={tmp_path / 'w'}", *TINY_FLAGS, "--config.batch_size=6"]
+    res = run_module("experiments.pretrain", *flags, env=four)
+    assert res.returncode == 2
+    line = res.stderr.strip().splitlines()
+    assert (
+        len(line) == 1 and "batch_size=6: the global batch must be a positive multiple" in line[0]
+    )
+    assert "1.5 images per device" in line[0] and "batch_size=8" in line[0], line

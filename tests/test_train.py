@@ -1,5 +1,6 @@
 import json
 import os
+import re
 
 import jax
 import numpy as np
@@ -166,21 +167,28 @@ def test_nan_guard_stops_and_keeps_last_good_checkpoint(tmp_path):
 
 
 def test_data_parallel_matches_one_device(run, tmp_path):
-    """The same global batch on 1, 2 and 8 virtual CPU devices: same losses at every logged
-    step and the same parameters after training, within float tolerance (the batch is
-    split, the gradient all-reduced; only the summation order differs)."""
+    """The same global batch on 1, 2 and 8 virtual CPU devices, and on 8 with FSDP: same
+    losses at every logged step and the same parameters after training (an FSDP checkpoint
+    restored replicated), within float tolerance (the batch is split, the gradient
+    all-reduced; only the summation order differs)."""
     # A learning rate large enough that 6 steps move the parameters well past the tolerance.
     flags = [*TINY_FLAGS, "--config.total_steps=6", "--config.log_every=2", "--config.optim.lr=0.1"]
-    counts = (1, 2, 8)
+    # "fsdp": 8 devices with the parameters and Adam moments split over them too (every
+    # array of the tiny model with >= 256 elements; the default threshold is for real ViTs).
+    fsdp = ["--config.param_sharding=fsdp", "--config.fsdp_min_size=256"]
+    counts = (1, 2, 8, "fsdp")
     for n in counts:
         res = run(
             "experiments.pretrain",
             f"--workdir={tmp_path / str(n)}",
             *flags,
-            env={"XLA_FLAGS": f"--xla_force_host_platform_device_count={n}"},
+            *(fsdp if n == "fsdp" else []),
+            env={"XLA_FLAGS": f"--xla_force_host_platform_device_count={8 if n == 'fsdp' else n}"},
         )
         assert res.returncode == 0, res.stderr[-2000:]
-        assert f"{n} cpu device(s)" in res.stdout
+        assert f"{8 if n == 'fsdp' else n} cpu device(s)" in res.stdout
+    split = re.search(r"param_sharding fsdp: (\d+)% of the train state split", res.stdout)
+    assert split and int(split.group(1)) >= 50, res.stdout
     init = _params_at_init()
     one = _params(tmp_path / "1", 6)
     rows = read_jsonl(str(tmp_path / "1" / "metrics.jsonl"))
