@@ -91,7 +91,7 @@ def main() -> None:
     )
     results = {}
     for name, src in (("fixed images", fixed), ("in-step rendering", source)):
-        state = train.init_state(config, model, tx, mesh)
+        state = train.init_state(config, model, tx, mesh, source.image_shape)
         step_fn = train.make_train_step(config, model, src, tx, schedule, mesh)
         results[name] = time_steps(step_fn, state, args.steps)
         print(
