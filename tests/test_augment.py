@@ -138,3 +138,45 @@ def test_randaugment_replaces_colour_jitter_as_timm():
     cfg.randaugment = "rand-m9-mstd0.5-inc1"
     z, _ = augment.augment_batch(jax.random.key(1), images, jnp.arange(8), 8, cfg)
     assert not np.allclose(np.asarray(z), np.asarray(images) * 2 - 1, atol=1e-3)
+
+
+def test_gray_path_gives_the_same_images():
+    """``gray=True`` resamples one channel and repeats it: on gray images the whole paper
+    pipeline (crop from the canvas, RandAugment, erasing, mixup/cutmix) gives the same
+    batch, up to float rounding of the resampling sums."""
+    cfg = onepfrac.get_config("vit_ti").augment
+    gray = jnp.repeat(_images(6, 48)[..., :1], 3, axis=-1)
+    key, labels = jax.random.key(2), jnp.arange(6)
+    f = jax.jit(
+        lambda g: augment.augment_batch(key, gray, labels, 6, cfg, 24, gray=g), static_argnums=0
+    )
+    (a, ta), (b, tb) = f(False), f(True)
+    np.testing.assert_allclose(np.asarray(b), np.asarray(a), atol=2e-5)
+    np.testing.assert_array_equal(np.asarray(tb), np.asarray(ta))
+    assert float(jnp.abs(a[..., 0] - a[..., 1]).max()) > 0  # RandAugment's colour ops ran
+
+
+def test_sources_say_whether_they_are_gray():
+    from configs import fractaldb, real_image
+    from fractaljax import sources
+
+    small = {"render.image_size": 16, "render.walkers": 16, "render.steps": 8, "render.pad": 1}
+    frac = {"source.num_classes": 4, "source.diverge_steps": 500}
+    cases = [
+        (onepfrac, frac, {}, True),
+        (onepfrac, frac, {"render.color": True}, False),
+        (onepfrac, frac, {"render.background": "random"}, False),
+        (fractaldb, {"source.num_classes": 2}, {}, True),
+        (real_image, {"source.num_classes": 3}, {}, True),
+        (real_image, {"source.num_classes": 3}, {"source.mode": "rgb"}, False),
+    ]  # fmt: skip
+    for module, source_fields, change, want in cases:
+        c = module.get_config("mini")
+        c.update_from_flattened_dict({**small, **source_fields, **change})
+        src = sources.make(c)
+        assert src.gray is want, (module.__name__, change)
+        images, _ = jax.jit(lambda k, src=src: src.batch(k, 0, 4))(jax.random.key(0))
+        same = bool(jnp.all(images == images[..., :1]))
+        assert same or not want, (module.__name__, change)  # gray means equal channels
+        if not want:
+            assert not same, (module.__name__, change)
