@@ -32,7 +32,7 @@ import os
 import subprocess
 import sys
 
-REPO = os.environ.get("FRACTALJAX_REPO", "")
+REPO = os.environ.get("FRACTALJAX_REPO", "https://github.com/fractaljax/fractaljax")
 if importlib.util.find_spec("fractaljax") is None:
     checkout = os.path.abspath("..")
     if os.path.exists(os.path.join(checkout, "pyproject.toml")):  # run from notebooks/
