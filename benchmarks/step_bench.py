@@ -12,7 +12,9 @@ Four steps of the same ViT (forward, backward, AdamW), timed one after the other
                recipe): 1p-frac rendered in the step on the 512 px canvas, random resized
                crop, flips, RandAugment, erasing, mixup/cutmix, drop-path;
   timm         timm's ``VisionTransformer`` of the same shape, PyTorch AdamW (if installed).
-Prints img/s (median step time over --steps after a warm-up) and the ratios.
+All four are compiled and warmed up first, then timed in --rounds interleaved rounds of
+--steps steps each (a shared or throttled machine drifts; interleaving spreads the drift over
+all four). Prints img/s from the median step time and the ratios.
 """
 
 from __future__ import annotations
@@ -71,15 +73,22 @@ class PlainViT(nn.Module):
         return nn.Dense(self.num_classes)(x.astype(jnp.float32))
 
 
-def median_step(step, state, steps: int) -> float:
-    """Median seconds of ``state = step(state, i)`` after one compile + warm-up call."""
-    state = jax.block_until_ready(step(state, 0))
-    times = []
-    for i in range(1, steps + 1):
-        t0 = time.perf_counter()
-        state = jax.block_until_ready(step(state, i))
-        times.append(time.perf_counter() - t0)
-    return float(np.median(times))
+class Timed:
+    """``state = step(state, i)`` called repeatedly; :meth:`run` records each call's time."""
+
+    def __init__(self, step, state):
+        self.step, self.state, self.i, self.times = step, step(state, 0), 1, []  # compiles
+        jax.block_until_ready(self.state)
+
+    def run(self, steps: int) -> None:
+        for _ in range(steps):
+            t0 = time.perf_counter()
+            self.state = jax.block_until_ready(self.step(self.state, self.i))
+            self.times.append(time.perf_counter() - t0)
+            self.i += 1
+
+    def median(self) -> float:
+        return float(np.median(self.times))
 
 
 def plain_flax(args, images, labels, num_classes, dtype) -> float:
@@ -102,7 +111,7 @@ def plain_flax(args, images, labels, num_classes, dtype) -> float:
         updates, opt = tx.update(grads, opt, params)
         return optax.apply_updates(params, updates), opt
 
-    return median_step(step, (params, tx.init(params)), args.steps)
+    return Timed(step, (params, tx.init(params)))
 
 
 def fj_model(args, config, images, labels, num_classes) -> float:
@@ -123,7 +132,7 @@ def fj_model(args, config, images, labels, num_classes) -> float:
 
         return state.apply_gradients(grads=jax.grad(loss_fn)(state.params))
 
-    return median_step(step, state, args.steps)
+    return Timed(step, state)
 
 
 def fj_full(args, config) -> float:
@@ -134,10 +143,10 @@ def fj_full(args, config) -> float:
     mesh = sharding.data_mesh()
     state = train.init_state(config, model, tx, mesh, source.image_shape)
     train_step = train.make_train_step(config, model, source, tx, schedule, mesh)
-    return median_step(lambda s, i: train_step(s, jnp.int32(i))[0], state, args.steps)
+    return Timed(lambda s, i: train_step(s, jnp.int32(i))[0], state)
 
 
-def timm_step(args, num_classes) -> float | None:
+def timm_step(args, num_classes) -> Timed | None:
     try:
         import timm
         import torch
@@ -160,7 +169,7 @@ def timm_step(args, num_classes) -> float | None:
         opt.step()
         return state
 
-    return median_step(step, None, args.steps)
+    return Timed(step, None)
 
 
 def main() -> None:
@@ -168,7 +177,8 @@ def main() -> None:
     parser.add_argument("--variant", default="Ti/16")
     parser.add_argument("--size", type=int, default=224, help="model input side")
     parser.add_argument("--batch", type=int, default=32)
-    parser.add_argument("--steps", type=int, default=8)
+    parser.add_argument("--steps", type=int, default=3, help="steps per round")
+    parser.add_argument("--rounds", type=int, default=4)
     parser.add_argument("--classes", type=int, default=1000)
     parser.add_argument("--dtype", default="float32", choices=sorted(train.DTYPES))
     parser.add_argument("--skip", default="", help="comma-separated: plain,model,full,timm")
@@ -193,16 +203,23 @@ def main() -> None:
         "full": ("fj full", lambda: fj_full(args, config)),
         "timm": ("timm", lambda: timm_step(args, args.classes)),
     }
-    times = {}
+    timed = {}
     for key, (name, fn) in runs.items():
-        if key in skip:
-            continue
-        t = fn()
-        if t is None:
-            print(f"  {name:<11} skipped: pip install -e '.[torch]' for timm")
-            continue
-        times[key] = t
-        print(f"  {name:<11} {t * 1000:8.1f} ms/step  {args.batch / t:7.1f} img/s", flush=True)
+        if key not in skip:
+            timed[key] = fn()  # built, compiled, warmed up
+            if timed[key] is None:
+                print(f"  {name:<11} skipped: pip install -e '.[torch]' for timm")
+                del timed[key]
+    for _ in range(args.rounds):
+        for t in timed.values():
+            t.run(args.steps)
+    times = {key: t.median() for key, t in timed.items()}
+    for key, t in times.items():
+        spread = np.percentile(timed[key].times, [25, 75]) * 1000
+        print(
+            f"  {runs[key][0]:<11} {t * 1000:8.1f} ms/step (IQR {spread[0]:.0f}-{spread[1]:.0f})"
+            f"  {args.batch / t:7.1f} img/s"
+        )
     for a, b in (("model", "plain"), ("full", "plain"), ("model", "timm"), ("full", "timm")):
         if a in times and b in times:
             print(f"speed {runs[a][0]} / {runs[b][0]}: {times[b] / times[a]:.2f}")
