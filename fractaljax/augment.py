@@ -198,7 +198,6 @@ def augment_batch(
     num_classes: int,
     cfg: ml_collections.ConfigDict,
     out_size: int | None = None,
-    gray: bool = False,
 ):
     """The pre-training augmentation pipeline of ``config.augment``, in timm's order:
     random-resized-crop from the canvas to ``out_size`` (or a plain resize when the crop is
@@ -210,14 +209,11 @@ def augment_batch(
       images: ``float32[B, H, W, C]`` in [0, 1] (H: the canvas).
       labels: ``int32[B]``.
       out_size: the model's input size; default H.
-      gray: the images' channels are all equal (a source's ``gray``): the crop is resampled
-        from one channel and repeated, the same images at a third of the cost of the
-        step's costliest augmentation (dense resampling matrices from the 512 px canvas).
 
     Returns:
       ``(images float32[B, out, out, C] normalised, targets float32[B, L])``.
     """
-    b, h, c = images.shape[0], images.shape[1], images.shape[-1]
+    b, h = images.shape[0], images.shape[1]
     out = out_size or h
     method = interpolation(cfg)
     policy = cfg.get("randaugment", "")
@@ -226,14 +222,12 @@ def augment_batch(
 
     def one(k, img):
         k_crop, k_flip, k_jit, k_erase, k_ra = jax.random.split(k, 5)
-        img = img[..., :1] if gray else img  # resampling is linear, channel by channel
         if cfg.crop_scale[0] < 1.0:
             img = random_resized_crop(
                 k_crop, img, tuple(cfg.crop_scale), tuple(cfg.crop_ratio), out, method
             )
         else:
             img = resize(img, out, method)
-        img = jnp.broadcast_to(img, img.shape[:-1] + (c,))
         img = flip(k_flip, img, cfg.hflip, cfg.vflip)
         if ra is not None:
             # Fill: the normalisation mean, as timm's create_transform sets img_mean.

@@ -54,8 +54,6 @@ class Source:
       info: facts about how the source was built (1p-frac: class redraw counts).
       base: 1p-frac's unperturbed system (``maps: float32[N, 6]``), whose perturbations the
         classes are; None for the other sources.
-      gray: every image's channels are equal (gray drawings on black), so the augmentation
-        may resample one channel and repeat it (exact, a third of the cost).
     """
 
     name: str
@@ -65,7 +63,6 @@ class Source:
     systems: IFS | None = None
     info: dict[str, Any] = dataclasses.field(default_factory=dict)
     base: IFS | None = None
-    gray: bool = False
 
     @property
     def image_shape(self) -> tuple[int, int, int]:
@@ -81,12 +78,6 @@ class Source:
         k_label, k_render = jax.random.split(jax.random.fold_in(key, step))
         labels = jax.random.randint(k_label, (batch_size,), 0, self.num_classes)
         return self.render_labels(labels, k_render), labels
-
-
-def _gray(spec: render_lib.RenderSpec) -> bool:
-    """Whether ``spec`` draws gray on black: channels all equal (colour and random
-    backgrounds are not)."""
-    return not spec.color and spec.background == "black"
 
 
 def render_spec(config: ml_collections.ConfigDict) -> render_lib.RenderSpec:
@@ -331,9 +322,7 @@ def make_onepfrac(config: ml_collections.ConfigDict, cache_dir: str | None = Non
             del key  # the fixed data set
             return fixed_images(labels)
 
-    return Source(
-        "onepfrac", src.num_classes, spec, render_labels, systems, info, base, _gray(spec)
-    )
+    return Source("onepfrac", src.num_classes, spec, render_labels, systems, info, base)
 
 
 def render_bank(
@@ -511,7 +500,7 @@ def make_fractaldb(config: ml_collections.ConfigDict, cache_dir: str | None = No
             images = jnp.where(fv, images[:, ::-1], images)
         return images
 
-    return Source("fractaldb", src.num_classes, spec, render_labels, systems, gray=_gray(spec))
+    return Source("fractaldb", src.num_classes, spec, render_labels, systems)
 
 
 def make_ofdb(config: ml_collections.ConfigDict, cache_dir: str | None = None) -> Source:
@@ -535,7 +524,7 @@ def make_ofdb(config: ml_collections.ConfigDict, cache_dir: str | None = None) -
         del key  # one fixed image per category
         return bank_images(bank, labels, spec.channels)
 
-    return Source("ofdb", src.num_classes, spec, render_labels, systems, gray=_gray(spec))
+    return Source("ofdb", src.num_classes, spec, render_labels, systems)
 
 
 def make_real_image(config: ml_collections.ConfigDict, cache_dir: str | None = None) -> Source:
@@ -584,8 +573,7 @@ def make_real_image(config: ml_collections.ConfigDict, cache_dir: str | None = N
         keys = jax.vmap(lambda i: jax.random.fold_in(key, i))(jnp.arange(labels.shape[0]))
         return render_lib.add_background(spec, images, images.max(-1) > 0, keys)
 
-    gray = src.mode != "rgb" and spec.background == "black"
-    return Source("real_image", src.num_classes, spec, render_labels, gray=gray)
+    return Source("real_image", src.num_classes, spec, render_labels)
 
 
 SOURCES: dict[str, Callable[[ml_collections.ConfigDict, str | None], Source]] = {

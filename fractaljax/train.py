@@ -293,9 +293,8 @@ def make_train_step(config, model, source, tx, schedule, mesh, state_sharding=No
         images = jax.lax.with_sharding_constraint(images, batch_sharding)
         k_aug, k_drop = jax.random.split(jax.random.fold_in(step_key, step))
         x, targets = augment.augment_batch(
-            k_aug, images, labels, num_classes, config.augment, input_size(config, source),
-            gray=getattr(source, "gray", False),
-        )  # fmt: skip
+            k_aug, images, labels, num_classes, config.augment, input_size(config, source)
+        )
 
         def loss_fn(params):
             logits, _ = model.apply({"params": params}, x, train=True, rngs={"dropout": k_drop})
