@@ -304,7 +304,7 @@ def rasterize(
     return row, col, (fin_x & fin_y)[0, :, 0]
 
 
-def _hash_u32(x: jax.Array) -> jax.Array:
+def hash_u32(x: jax.Array) -> jax.Array:
     """The murmur3 32-bit finaliser: a cheap, well-mixed bijection of uint32."""
     x = x ^ (x >> 16)
     x = x * jnp.uint32(0x85EBCA6B)
@@ -320,7 +320,7 @@ def masks_of(seed: jax.Array, idx: jax.Array) -> jax.Array:
     Bit ``8 - (3 i + j)`` of a mask is cell (i, j) of the 3x3 patch: the official code reads
     ``'{:09b}'.format(mask)`` most significant bit first, row by row.
     """
-    h = _hash_u32(idx.astype(jnp.uint32) * jnp.uint32(0x9E3779B9) + seed)
+    h = hash_u32(idx.astype(jnp.uint32) * jnp.uint32(0x9E3779B9) + seed)
     return jnp.uint32(1) + h % jnp.uint32(511)
 
 

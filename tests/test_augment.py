@@ -138,3 +138,22 @@ def test_randaugment_replaces_colour_jitter_as_timm():
     cfg.randaugment = "rand-m9-mstd0.5-inc1"
     z, _ = augment.augment_batch(jax.random.key(1), images, jnp.arange(8), 8, cfg)
     assert not np.allclose(np.asarray(z), np.asarray(images) * 2 - 1, atol=1e-3)
+
+
+def test_pixel_noise_is_standard_normal_and_independent():
+    """The erasing noise (hash + Box-Muller): N(0, 1) by a KS test, no correlation between
+    neighbours or between the two halves of a Box-Muller pair, deterministic in the key,
+    different across keys, odd sizes included."""
+    from scipy import stats
+
+    x = np.asarray(augment.pixel_noise(jax.random.key(0), (101, 99, 3))).ravel()
+    assert x.shape == (101 * 99 * 3,) and np.isfinite(x).all()
+    assert abs(x.mean()) < 0.02 and abs(x.std() - 1) < 0.02
+    assert stats.kstest(x, "norm").pvalue > 0.01
+    n = len(x) // 2
+    assert abs(np.corrcoef(x[:-1], x[1:])[0, 1]) < 0.02  # neighbours
+    assert abs(np.corrcoef(x[:n], x[n : 2 * n])[0, 1]) < 0.02  # cos / sin halves
+    again = np.asarray(augment.pixel_noise(jax.random.key(0), (101, 99, 3))).ravel()
+    other = np.asarray(augment.pixel_noise(jax.random.key(1), (101, 99, 3))).ravel()
+    np.testing.assert_array_equal(x, again)
+    assert abs(np.corrcoef(x, other)[0, 1]) < 0.02
