@@ -82,6 +82,11 @@ def initialize_distributed(
             "(host:port of process 0, reachable from every process), --num_processes and "
             "--process_id, or drop them for a one-process run"
         ) from None
+    print(
+        f"jax.distributed: process {jax.process_index()} of {jax.process_count()}, "
+        f"{jax.local_device_count()} of {jax.device_count()} devices here",
+        flush=True,
+    )
     return True
 
 

@@ -74,7 +74,9 @@ def test_two_processes_train_and_one_resumes(tmp_path):
     for p, (_, err) in zip(procs, outs):
         assert p.returncode == 0, err[-3000:]
     assert one.returncode == 0, one.stderr[-2000:]
-    assert "4 cpu device(s)" in outs[0][0] and "4 cpu device(s)" in outs[1][0]
+    for i, (out, _) in enumerate(outs):
+        assert f"jax.distributed: process {i} of 2, 2 of 4 devices here" in out
+        assert "4 cpu device(s)" in out
     # Only process 0 writes progress lines and metrics.
     assert "step 3" in outs[0][0] and "step 3" not in outs[1][0]
     got, want = _losses(multi), _losses(ref)
@@ -155,3 +157,21 @@ def test_a_global_batch_that_does_not_split_is_one_line_exit_2(tmp_path):
         len(line) == 1 and "batch_size=6: the global batch must be a positive multiple" in line[0]
     )
     assert "1.5 images per device" in line[0] and "batch_size=8" in line[0], line
+
+
+def test_distributed_detects_a_slurm_allocation(tmp_path):
+    """``--distributed`` lets JAX read the cluster from the environment; here a one-task
+    SLURM allocation on localhost (the coordinator port comes from the job id)."""
+    for port in range(65535 - 4095, 65536):  # SLURM's port: job id % 4096 + 61440
+        with socket.socket() as s:
+            try:
+                s.bind(("localhost", port))
+                break
+            except OSError:
+                continue
+    slurm = {"SLURM_JOB_ID": str(port - 61440), "SLURM_STEP_NODELIST": "localhost",
+             "SLURM_NTASKS": "1", "SLURM_PROCID": "0", "SLURM_LOCALID": "0"}  # fmt: skip
+    res = run_module("experiments.pretrain", f"--workdir={tmp_path}", *TINY_FLAGS,
+                     "--config.total_steps=2", "--distributed", env=slurm)  # fmt: skip
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert "jax.distributed: process 0 of 1" in res.stdout
