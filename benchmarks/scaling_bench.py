@@ -7,7 +7,8 @@ Each device count runs in its own process. On a CPU the devices are virtual
 (``--xla_force_host_platform_device_count``) and share the same cores, so the numbers check
 that the sharded step runs and computes the same thing (the loss after the timed steps is
 printed: it must agree across device counts), not that it gets faster; on a GPU/TPU host the
-counts are real devices (``CUDA_VISIBLE_DEVICES`` / the first N of ``jax.devices()``).
+counts are real devices (the first N, through ``CUDA_VISIBLE_DEVICES``; TPU hosts are not
+limited by this script).
 """
 
 from __future__ import annotations
@@ -94,9 +95,7 @@ def main() -> None:
     for n in map(int, args.devices.split(",")):
         env = dict(os.environ)
         env["XLA_FLAGS"] = f"{env.get('XLA_FLAGS', '')} --xla_force_host_platform_device_count={n}"
-        env["CUDA_VISIBLE_DEVICES"] = env.get("CUDA_VISIBLE_DEVICES") or ",".join(
-            map(str, range(n))
-        )
+        env["CUDA_VISIBLE_DEVICES"] = ",".join(map(str, range(n)))  # the first n GPUs
         cmd = [sys.executable, __file__, "--child", *sys.argv[1:]]
         out = subprocess.run(cmd, env=env, capture_output=True, text=True)
         if out.returncode:

@@ -1,7 +1,7 @@
 """Train-step speed of fractaljax against a plain Flax ViT and timm, side by side in one run.
 
-  python benchmarks/step_bench.py [--variant Ti/16] [--size 224] [--batch 32] [--steps 8]
-      [--dtype float32|bfloat16] [--skip timm]
+  python benchmarks/step_bench.py [--variant Ti/16] [--size 224] [--batch 32] [--steps 3]
+      [--rounds 4] [--dtype float32|bfloat16] [--skip timm]
 
 Four steps of the same ViT (forward, backward, AdamW), timed one after the other:
   plain Flax   a ViT written the Flax-examples way (below), softmax cross-entropy, fixed
@@ -14,7 +14,8 @@ Four steps of the same ViT (forward, backward, AdamW), timed one after the other
   timm         timm's ``VisionTransformer`` of the same shape, PyTorch AdamW (if installed).
 All four are compiled and warmed up first, then timed in --rounds interleaved rounds of
 --steps steps each (a shared or throttled machine drifts; interleaving spreads the drift over
-all four). Prints img/s from the median step time and the ratios.
+all four). Prints img/s from the median step time and the ratios. Meant for one device (run it with
+one visible GPU, or on the CPU): only the full step splits its batch over devices.
 """
 
 from __future__ import annotations
@@ -91,7 +92,7 @@ class Timed:
         return float(np.median(self.times))
 
 
-def plain_flax(args, images, labels, num_classes, dtype) -> float:
+def plain_flax(args, images, labels, num_classes, dtype) -> Timed:
     a = vit.parse_variant(args.variant)
     model = PlainViT(
         num_classes, a["patch_size"], a["width"], a["depth"], a["mlp_dim"], a["num_heads"], dtype
@@ -114,7 +115,7 @@ def plain_flax(args, images, labels, num_classes, dtype) -> float:
     return Timed(step, (params, tx.init(params)))
 
 
-def fj_model(args, config, images, labels, num_classes) -> float:
+def fj_model(args, config, images, labels, num_classes) -> Timed:
     """fractaljax's model, loss and optimiser on fixed images (no rendering, no augmentation)."""
     model = train.make_model(config, num_classes)
     tx = train.make_optimizer(config, train.learning_rate(config))
@@ -135,7 +136,7 @@ def fj_model(args, config, images, labels, num_classes) -> float:
     return Timed(step, state)
 
 
-def fj_full(args, config) -> float:
+def fj_full(args, config) -> Timed:
     source = sources.make(config)
     model = train.make_model(config, source.num_classes)
     schedule = train.learning_rate(config)

@@ -8,6 +8,10 @@ to a field that moves the trajectory needs --allow_config_change, and is recorde
 SIGTERM or Ctrl-C saves a checkpoint at the next step and exits 0. Writes checkpoints/,
 metrics.jsonl, tb/ (TensorBoard), config.json (and config_changes.jsonl) and summary.json
 there.
+
+Several processes (hosts) train one run with --coordinator_address, --num_processes,
+--process_id (or --distributed where JAX detects them: TPU pods, SLURM, Open MPI); see
+docs/scaling.md.
 """
 
 from __future__ import annotations
@@ -39,4 +43,4 @@ def main(argv) -> None:
 
 
 if __name__ == "__main__":
-    cli.run(main)
+    cli.run(main, multiprocess=True)

@@ -136,11 +136,13 @@ def pixel_noise(key: jax.Array, shape: tuple[int, ...]) -> jax.Array:
     does not: on a CPU it costs a third of ``jax.random.normal`` (threefry), which made
     random erasing a fifth of the paper's augmentation time.
     """
-    seed = jax.random.bits(key, (), jnp.uint32)
+    # The seed is hashed, then xor-ed: added to the counter, two keys would give shifted
+    # copies of one sequence.
+    seed = render_lib.hash_u32(jax.random.bits(key, (), jnp.uint32))
     n = math.prod(shape)
     i = jnp.arange((n + 1) // 2, dtype=jnp.uint32) * jnp.uint32(2)
     golden = jnp.uint32(0x9E3779B9)
-    a, b = (render_lib.hash_u32((i + j) * golden + seed) for j in (0, 1))
+    a, b = (render_lib.hash_u32(((i + j) * golden) ^ seed) for j in (0, 1))
     u1 = (a >> 8).astype(jnp.float32) * 2.0**-24 + 2.0**-25  # (0, 1): log is finite
     u2 = (b >> 8).astype(jnp.float32) * 2.0**-24
     r, theta = jnp.sqrt(-2.0 * jnp.log(u1)), (2.0 * jnp.pi) * u2

@@ -40,11 +40,17 @@ _DISTRIBUTED = flags.DEFINE_bool(
 def fail(message: str) -> None:
     """Print ``error: message`` (one line) to stderr and exit with status 2."""
     print(f"error: {' '.join(str(message).split())}", file=sys.stderr)
+    _exit(EXIT_BAD_INPUT)
+
+
+def _exit(status: int) -> None:
     sys.stdout.flush()
     sys.stderr.flush()
+    # Leave a multi-process run cleanly (os._exit skips the atexit hook that would).
+    sharding.shutdown_distributed()
     # os._exit, not sys.exit: background threads of orbax/tensorstore would otherwise print
     # tracebacks at interpreter shutdown. Callers close their checkpoints before failing.
-    os._exit(EXIT_BAD_INPUT)
+    os._exit(status)
 
 
 def _config_error(e: Exception, argv: Sequence[str]) -> str:
@@ -77,8 +83,18 @@ def define_config(preset: str, help_text: str = "Config file (ml_collections).")
         fail(_config_error(e, sys.argv))
 
 
-def run(main: Callable[[Sequence[str]], None], argv: Sequence[str] | None = None) -> None:
-    """Parse absl flags (ml_collections config flags included) and call ``main(argv)``."""
+def run(
+    main: Callable[[Sequence[str]], None],
+    argv: Sequence[str] | None = None,
+    *,
+    multiprocess: bool = False,
+) -> None:
+    """Parse absl flags (ml_collections config flags included) and call ``main(argv)``.
+
+    ``multiprocess``: the command can run as one of several processes (the multi-process
+    flags join them, :func:`fractaljax.sharding.initialize_distributed`); other commands
+    refuse those flags, since they write their outputs from every process.
+    """
     argv = list(sys.argv if argv is None else argv)
     try:
         rest = flags.FLAGS(argv)
@@ -98,14 +114,21 @@ def run(main: Callable[[Sequence[str]], None], argv: Sequence[str] | None = None
         fail(_config_error(e, argv))
     if len(rest) > 1:
         fail(f"unexpected arguments {rest[1:]}; flags take the form --name=value (see --help)")
-    try:
-        sharding.initialize_distributed(
-            _COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value, _DISTRIBUTED.value
+    flag_values = (_COORDINATOR, _NUM_PROCESSES, _PROCESS_ID, _DISTRIBUTED)
+    given = [f.name for f in flag_values if f.value not in (None, False)]
+    if given and not multiprocess:
+        fail(
+            f"--{given[0]}: this command runs in one process; multi-process runs are for "
+            "python -m experiments.pretrain (this one reads its checkpoints from any layout)"
         )
+    try:
+        if multiprocess:
+            sharding.initialize_distributed(
+                _COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value, _DISTRIBUTED.value
+            )
         main(rest)
     except UserError as e:  # every bad-input type of fractaljax.errors
         fail(str(e))
     except Preempted as e:  # a checkpoint is saved: a clean stop, not a failure
         print(f"stopped: {e}", flush=True)
-        sys.stderr.flush()
-        os._exit(0)
+        _exit(0)

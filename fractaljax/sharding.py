@@ -24,6 +24,7 @@ from jax.sharding import PartitionSpec as P
 from fractaljax.errors import ConfigError, UserError
 
 PARAM_SHARDINGS = ("replicated", "fsdp")
+_JOINED = False  # initialize_distributed joined a multi-process run
 # Under FSDP, arrays smaller than this (elements) stay replicated by default: biases, norms
 # and the class token cost more to gather than to keep.
 FSDP_MIN_SIZE = 2**14
@@ -73,8 +74,10 @@ def initialize_distributed(
         raise ConfigError(f"--process_id={pid}: must be in [0, {n}) for --num_processes={n}")
     # Only the CPU client reads this; GPUs and TPUs have their own collectives.
     jax.config.update("jax_cpu_collectives_implementation", "gloo")
+    global _JOINED
     try:
         jax.distributed.initialize(address, n, pid)
+        _JOINED = True
     except (RuntimeError, ValueError) as e:
         reason = " ".join(str(e).split())[:200]
         raise UserError(
@@ -88,6 +91,15 @@ def initialize_distributed(
         flush=True,
     )
     return True
+
+
+def shutdown_distributed() -> None:
+    """Leave the multi-process run joined by :func:`initialize_distributed` (a no-op
+    otherwise); for exits that skip JAX's own atexit hook (``os._exit``)."""
+    global _JOINED
+    if _JOINED:
+        _JOINED = False
+        jax.distributed.shutdown()
 
 
 def is_primary() -> bool:

@@ -80,6 +80,13 @@ class Source:
         return self.render_labels(labels, k_render), labels
 
 
+def _spec_identity(spec: render_lib.RenderSpec) -> dict[str, Any]:
+    """The fields of ``spec`` that decide its images (not how they are computed)."""
+    fields = dataclasses.asdict(spec)
+    del fields["rasterizer"]
+    return fields
+
+
 def render_spec(config: ml_collections.ConfigDict) -> render_lib.RenderSpec:
     """``config.render`` as a validated :class:`RenderSpec`."""
     fields = {f.name for f in dataclasses.fields(render_lib.RenderSpec)}
@@ -417,7 +424,7 @@ def search_categories(
     check = search_spec(config)
     what = dict(
         seed=config.seed, k=src.num_classes, min_maps=src.min_maps, max_maps=src.max_maps,
-        min_fill=src.min_fill, render=dataclasses.asdict(check), batch=_SEARCH_BATCH, v=4,
+        min_fill=src.min_fill, render=_spec_identity(check), batch=_SEARCH_BATCH, v=4,
     )  # fmt: skip
     digest = hashlib.sha1(json.dumps(what, sort_keys=True).encode()).hexdigest()[:12]
     path = cache_dir and os.path.join(cache_dir, f"ifs_categories_{digest}.npz")

@@ -29,6 +29,7 @@ import ml_collections
 import numpy as np
 import optax
 from flax.training import train_state
+from jax.experimental import multihost_utils
 
 from fractaljax import augment, config_utils, keys, sharding, sources
 from fractaljax.checkpoint import Checkpoints
@@ -195,6 +196,11 @@ RESUME_SAFE_FIELDS = (
     "keep_checkpoints",
     "eval_batch_size",
     "total_steps",
+    # How, not what, is computed (same images; parameter layout changes only float sums),
+    # also when a run from before these fields resumes.
+    "render.rasterizer",
+    "param_sharding",
+    "fsdp_min_size",
 )
 
 
@@ -274,6 +280,24 @@ class _StopRequest:
         for sig, old in self._old.items():
             signal.signal(sig, old)
         return False
+
+
+# Processes agree on a stop request at least this often (and at every log or checkpoint
+# step): one that stopped alone would save while the others wait in the next step's
+# all-reduce.
+STOP_SYNC_EVERY = 10
+
+
+def _stop_agreed(stop: _StopRequest, done: int, boundary: bool) -> bool:
+    """Whether to stop after step ``done``: this process's request on one host; on many, the
+    same answer everywhere (any process's request), decided every :data:`STOP_SYNC_EVERY`
+    steps and at ``boundary`` steps."""
+    local = stop.signal is not None
+    if jax.process_count() == 1:
+        return local
+    if not boundary and done % STOP_SYNC_EVERY:
+        return False
+    return bool(np.any(multihost_utils.process_allgather(np.int32(local))))
 
 
 def make_train_step(config, model, source, tx, schedule, mesh, state_sharding=None) -> Callable:
@@ -534,12 +558,11 @@ def train_and_evaluate(
                 check(*pending)
             pending = (step, metrics)
             done = step + 1
-            if (
-                done % config.log_every
-                and done % config.checkpoint_every
-                and done < config.total_steps
-                and stop.signal is None
-            ):
+            boundary = not (
+                done % config.log_every and done % config.checkpoint_every and done < end
+            )
+            stopping = _stop_agreed(stop, done, boundary)
+            if not boundary and not stopping:
                 continue
             check(*pending)
             pending = None
@@ -552,13 +575,13 @@ def train_and_evaluate(
             writer.write(done, row, prefix=f"[{done / config.total_steps:4.0%} ETA {eta}] ")
             summary.update(row, last_loss=row["loss"], steps=done)
             history, t_log, step_log = [], now, done
-            if done % config.checkpoint_every == 0 or done == end or stop.signal:
+            if done % config.checkpoint_every == 0 or done == end or stopping:
                 ckpt.save(done, _checkpointable(state))
-            if stop.signal:
+            if stopping:
                 ckpt.close()  # waits for the save
                 raise Preempted(
-                    f"{stop.signal} at step {done}: checkpoint saved in {ckpt.directory}; "
-                    "rerun the same command to resume"
+                    f"{stop.signal or 'a stop signal to another process'} at step {done}: "
+                    f"checkpoint saved in {ckpt.directory}; rerun the same command to resume"
                 )
     finally:
         stack.close()

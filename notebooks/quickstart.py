@@ -26,7 +26,7 @@
 
 # %%
 # Install fractaljax unless it is importable already (a checkout with `pip install -e .`).
-# On Colab, set REPO to the git URL of your fractaljax repository (or upload a checkout).
+# On Colab: a checkout uploaded or cloned to ./fractaljax is used, else REPO (a git URL).
 import importlib.util
 import os
 import subprocess
@@ -34,15 +34,15 @@ import sys
 
 REPO = os.environ.get("FRACTALJAX_REPO", "https://github.com/fractaljax/fractaljax")
 if importlib.util.find_spec("fractaljax") is None:
-    checkout = os.path.abspath("..")
-    if os.path.exists(os.path.join(checkout, "pyproject.toml")):  # run from notebooks/
-        subprocess.run([sys.executable, "-m", "pip", "install", "-q", "-e", checkout], check=True)
-        sys.path.insert(0, checkout)  # an editable install is seen at the next start only
-    elif REPO:
-        subprocess.run([sys.executable, "-m", "pip", "install", "-q", f"git+{REPO}"], check=True)
-        importlib.invalidate_caches()
-    else:
-        raise SystemExit("fractaljax is not installed: set REPO (its git URL) in this cell")
+    # notebooks/ inside a checkout, or a checkout in the working directory (Colab: /content)
+    found = [d for d in ("..", "fractaljax") if os.path.exists(os.path.join(d, "pyproject.toml"))]
+    target = ["-e", os.path.abspath(found[0])] if found else [f"git+{REPO}"]
+    done = subprocess.run([sys.executable, "-m", "pip", "install", "-q", *target])
+    if done.returncode:
+        raise SystemExit(f"pip could not install fractaljax from {target[-1]}: set REPO")
+    if found:
+        sys.path.insert(0, os.path.abspath(found[0]))  # an editable install shows at restart
+    importlib.invalidate_caches()
 
 # %% tags=["parameters"]
 # Settings. STEPS = 0 picks by backend: the mini recipe's 600 steps on a CPU (about 3

@@ -2,10 +2,13 @@
 collectives on CPU, 2 virtual devices each) train one run together; a single process
 resumes its checkpoint. Both are compared with a one-process, one-device run."""
 
+import contextlib
 import os
+import signal
 import socket
 import subprocess
 import sys
+import time
 
 import jax
 import numpy as np
@@ -44,35 +47,50 @@ def _losses(workdir):
     return [(r["step"], r["loss"]) for r in read_jsonl(os.path.join(workdir, "metrics.jsonl"))]
 
 
-def test_two_processes_train_and_one_resumes(tmp_path):
-    multi, ref = str(tmp_path / "multi"), str(tmp_path / "ref")
+@contextlib.contextmanager
+def _processes(tmp_path, workdir, *flags, n=2):
+    """``n`` processes of one pretrain run on localhost (2 virtual CPU devices each), their
+    output in files (a full pipe cannot block one while the other waits in a collective);
+    killed on the way out if still running."""
     port = _free_port()
     env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=2")
-    procs = [
-        subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "experiments.pretrain",
-                f"--workdir={multi}",
-                *FLAGS,
-                "--config.total_steps=6",
-                f"--coordinator_address=localhost:{port}",
-                "--num_processes=2",
-                f"--process_id={i}",
-            ],  # fmt: skip
-            cwd=REPO,
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )  # fmt: skip
-        for i in range(2)
-    ]
-    one = run_module("experiments.pretrain", f"--workdir={ref}", *FLAGS, "--config.total_steps=6")
-    outs = [p.communicate(timeout=300) for p in procs]
-    for p, (_, err) in zip(procs, outs):
+    procs, files = [], []
+    try:
+        for i in range(n):
+            out = open(tmp_path / f"p{i}.out", "w+")
+            err = open(tmp_path / f"p{i}.err", "w+")
+            files += [out, err]
+            cmd = [sys.executable, "-m", "experiments.pretrain", f"--workdir={workdir}",
+                   *flags, f"--coordinator_address=localhost:{port}", f"--num_processes={n}",
+                   f"--process_id={i}"]  # fmt: skip
+            procs.append(subprocess.Popen(cmd, cwd=REPO, env=env, stdout=out, stderr=err))
+        yield procs
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+        for f in files:
+            f.close()
+
+
+def _finish(tmp_path, procs, timeout=300):
+    """Wait for every process; ``[(stdout, stderr)]``; each must exit 0."""
+    outs = []
+    for i, p in enumerate(procs):
+        p.wait(timeout=timeout)
+        out, err = ((tmp_path / f"p{i}.{k}").read_text() for k in ("out", "err"))
         assert p.returncode == 0, err[-3000:]
+        outs.append((out, err))
+    return outs
+
+
+def test_two_processes_train_and_one_resumes(tmp_path):
+    multi, ref = str(tmp_path / "multi"), str(tmp_path / "ref")
+    with _processes(tmp_path, multi, *FLAGS, "--config.total_steps=6") as procs:
+        one = run_module("experiments.pretrain", f"--workdir={ref}", *FLAGS,
+                         "--config.total_steps=6")  # fmt: skip
+        outs = _finish(tmp_path, procs)
     assert one.returncode == 0, one.stderr[-2000:]
     for i, (out, _) in enumerate(outs):
         assert f"jax.distributed: process {i} of 2, 2 of 4 devices here" in out
@@ -136,10 +154,9 @@ def test_fsdp_layout_splits_a_vit_b16_and_leaves_small_arrays_replicated():
             split += x.size
             axis = list(spec).index("data")
             assert x.shape[axis] % 8 == 0
-        elif x.size >= sharding.FSDP_MIN_SIZE:
-            assert all(d % 8 for d in x.shape), jax.tree_util.keystr(path)
-        else:
-            assert x.ndim <= 1 or x.size < sharding.FSDP_MIN_SIZE
+        else:  # replicated: small, or no axis that 8 divides
+            small = x.size < sharding.FSDP_MIN_SIZE
+            assert small or all(d % 8 for d in x.shape), jax.tree_util.keystr(path)
     assert split / total > 0.99, split / total
     assert sharding.array_spec((768, 3072), 8, "replicated") == sharding.P()
     assert sharding.array_spec((768, 3072), 1, "fsdp") == sharding.P()
@@ -175,3 +192,32 @@ def test_distributed_detects_a_slurm_allocation(tmp_path):
                      "--config.total_steps=2", "--distributed", env=slurm)  # fmt: skip
     assert res.returncode == 0, res.stderr[-2000:]
     assert "jax.distributed: process 0 of 1" in res.stdout
+
+
+def test_a_stop_signal_to_one_process_stops_both_at_the_same_step(tmp_path):
+    """SIGTERM to process 1 alone: the processes agree on it (every 10 steps), both save
+    one checkpoint at the same step and exit 0, instead of one saving while the other waits
+    in the next step's all-reduce."""
+    workdir = tmp_path / "run"
+    flags = [*TINY_FLAGS, "--config.total_steps=100000", "--config.log_every=50",
+             "--config.checkpoint_every=100000"]  # fmt: skip
+    with _processes(tmp_path, str(workdir), *flags) as procs:
+        deadline = time.time() + 240
+        while not (workdir / "metrics.jsonl").exists():  # training is under way
+            assert time.time() < deadline and all(p.poll() is None for p in procs)
+            time.sleep(0.5)
+        procs[1].send_signal(signal.SIGTERM)
+        outs = _finish(tmp_path, procs, timeout=120)
+    assert "stopped: SIGTERM at step" in outs[1][0]
+    assert "stopped: a stop signal to another process at step" in outs[0][0]
+    steps = [int(o.split("at step ")[1].split(":")[0]) for o, _ in outs]
+    assert steps[0] == steps[1] and steps[0] % 10 == 0, steps
+    assert sorted(int(d) for d in os.listdir(workdir / "checkpoints")) == [steps[0]]
+
+
+def test_other_commands_refuse_the_multi_process_flags(tmp_path):
+    """Only pretrain joins processes; the others would write their outputs from each."""
+    res = run_module("experiments.probe", f"--pretrained={tmp_path}", "--num_processes=2")
+    assert res.returncode == 2
+    (line,) = res.stderr.strip().splitlines()
+    assert line.startswith("error: --num_processes: this command runs in one process"), line
