@@ -346,7 +346,7 @@ def summary_table(summary: list[dict]) -> str:
         for k in summary[0]
         if k.endswith("_top1_mean") and k != "pretrain_top1_mean"
     ]
-    lines = [head + "".join(f"{m:>36}" for m in metrics)]
+    lines = [head + "".join(f" {m:>36}" for m in metrics)]
     for s in summary:
         cells = ""
         for m in metrics:
@@ -357,7 +357,7 @@ def summary_table(summary: list[dict]) -> str:
                 lo, hi = s[f"{m}_diff_lo"], s[f"{m}_diff_hi"]
                 ci = f" [{100 * lo:+.1f}, {100 * hi:+.1f}]" if np.isfinite(lo) else ""
                 cell += f" (d {100 * s[f'{m}_diff']:+.1f}{ci})"
-            cells += f"{cell:>36}"
+            cells += f" {cell:>36}"  # one space at least: a wide cell must not touch
         top = s.get("pretrain_top1_mean")
         pre = f"{100 * top:.1f}" if top is not None and np.isfinite(top) else "-"
         v = s["value"]
