@@ -18,7 +18,8 @@ from absl import flags
 from fractaljax import config_utils, sharding
 from fractaljax.errors import EXIT_BAD_INPUT, Preempted, UserError
 
-# Multi-process runs (every experiment takes these; see fractaljax.sharding).
+# Multi-process runs: defined for every experiment, taken by those run with
+# run(multiprocess=True) (pretrain), refused by the others; see fractaljax.sharding.
 _COORDINATOR = flags.DEFINE_string(
     "coordinator_address",
     None,

@@ -4,7 +4,7 @@ Batches are split over ``'data'``; parameters (and the optimiser state) are repl
 with ``param_sharding='fsdp'`` split over the same axis (ZeRO-3 / FSDP style: XLA gathers
 each weight where it is used and reduce-scatters its gradient).
 
-Multi-host: :func:`initialize_distributed` (called by every ``python -m experiments.<x>``
+Multi-host: :func:`initialize_distributed` (called by ``python -m experiments.pretrain``
 from its ``--coordinator_address/--num_processes/--process_id`` flags, or ``--distributed``
 for auto-detection on TPU pods, SLURM and Open MPI) joins the processes before any
 computation; the mesh then spans every process's devices, the jit-compiled step renders
