@@ -293,12 +293,15 @@ def plot(rows: list[dict], field: str, workdir: str, log_x: bool, title: str, st
     numeric = _is_numeric(values)
     xs = values if numeric else list(range(len(values)))
     fig, ax = plt.subplots(figsize=(6.5, 4))
-    for metric, color in zip(METRICS, ("C0", "C1", "C2")):
+    for i, (metric, color) in enumerate(zip(METRICS, ("C0", "C1", "C2"))):
         per = [stats.mean_sd([100 * r[metric] for r in pre if r["value"] == v]) for v in values]
         label = metric.replace("_top1", "").replace("_", " ")
+        # Categories (sources) have no order to draw a line along; their metrics sit side by
+        # side so the bars do not hide each other.
+        at = xs if numeric else [x + 0.08 * (i - 1) for x in xs]
         ax.errorbar(
-            xs, [p[0] for p in per], yerr=[p[1] for p in per], fmt="o-", color=color,
-            capsize=3, label=label,
+            at, [p[0] for p in per], yerr=[p[1] for p in per], fmt="o-" if numeric else "o",
+            color=color, capsize=3, label=label,
         )  # fmt: skip
         if rand:
             m, sd, _ = stats.mean_sd([100 * r[metric] for r in rand])
