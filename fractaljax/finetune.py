@@ -19,12 +19,16 @@ import numpy as np
 
 from fractaljax import downstream, probe, train
 from fractaljax.augment import normalize
+from fractaljax.errors import ConfigError
 
 
 class Splits(NamedTuple):
     """A labelled downstream set at the model's input: images ``float32[N, S, S, C]`` in
     [0, 1], labels ``int32[N]``. ``train`` is a seeded random subset of the train split, in an
-    order that is the same for any size, so ``labelled(n)`` (its first n) is nested."""
+    order that is the same for any size, so ``labelled(n)`` (its first n) is nested. ``val``
+    (empty when ``downstream.val_size`` is 0) is a held-out part of the train split, disjoint
+    from ``train``: the data on which a protocol chooses anything (a learning rate, a layer, a
+    variant of the protocol itself); the test split is only reported."""
 
     x_train: np.ndarray
     y_train: np.ndarray
@@ -32,28 +36,43 @@ class Splits(NamedTuple):
     y_test: np.ndarray
     num_classes: int
     name: str
+    x_val: np.ndarray | None = None
+    y_val: np.ndarray | None = None
 
     def labelled(self, n: int) -> Splits:
         """The same set with only the first ``n`` training examples (all if 0)."""
         return self._replace(x_train=self.x_train[: n or None], y_train=self.y_train[: n or None])
+
+    @property
+    def has_val(self) -> bool:
+        return self.y_val is not None and len(self.y_val) > 0
 
 
 def load_downstream(
     cfg: ml_collections.ConfigDict, size: int, channels: int, num_train: int
 ) -> Splits:
     """``cfg.downstream``'s set at ``size`` px and ``channels``: ``num_train`` training
-    examples (all if 0, see :class:`Splits`), the test split's first ``downstream.test_limit``
-    (all if 0)."""
+    examples (all if 0 or more than there are, see :class:`Splits`), ``downstream.val_size``
+    validation examples
+    (the last ones of the same seeded permutation of the train split, so never among the
+    training ones), the test split's first ``downstream.test_limit`` (all if 0)."""
     d = cfg.downstream
     data_dir, source_dir = d.data_dir or None, d.source_dir or None
     tr = downstream.load(d.dataset, "train", data_dir, source_dir)
     te = downstream.load(d.dataset, "test", data_dir, source_dir, limit=d.test_limit or None)
     idx = np.random.default_rng(cfg.seed).permutation(len(tr.labels))
+    n_val = int(d.get("val_size", 0))
+    if n_val < 0 or n_val >= len(idx):
+        raise ConfigError(
+            f"downstream.val_size={n_val}: must be in [0, {len(idx)}) for {d.dataset} "
+            f"({len(idx)} training images)"
+        )
+    val, idx = idx[len(idx) - n_val :], idx[: len(idx) - n_val]
     idx = idx[:num_train] if num_train else idx
     as_input = lambda s, i: downstream.to_model_input(s.images[i], size, channels)
     return Splits(
         as_input(tr, idx), tr.labels[idx], as_input(te, slice(None)), te.labels, tr.num_classes,
-        d.dataset,
+        d.dataset, as_input(tr, val) if n_val else None, tr.labels[val] if n_val else None,
     )  # fmt: skip
 
 
@@ -93,7 +112,8 @@ def finetune(
     training instead). The test split is used once, at the end.
 
     Returns:
-      The training summary plus ``test_accuracy``.
+      The training summary plus ``test_accuracy``, and ``val_accuracy`` (on ``data``'s
+      validation split) when it has one.
     """
     size, channels = train.input_size(pre), pre.render.channels
     n = ft.downstream.num_labels
@@ -112,15 +132,62 @@ def finetune(
     )
     _, model, params = train.load_pretrained(workdir)
     summary["test_accuracy"] = float((predict(model, params, data.x_test) == data.y_test).mean())
+    if data.has_val:
+        summary["val_accuracy"] = float((predict(model, params, data.x_val) == data.y_val).mean())
     return summary
 
 
 def linear_probe(model, params, data: Splits, batch_size: int = 256) -> dict[str, dict]:
     """Per-layer ridge probes fitted on ``data``'s training examples, tested on its test
-    split: ``{layer: {'accuracy', 'l2', 'val_accuracy'}}``."""
-    f_tr = probe.extract_features(model, params, data.x_train, batch_size)
-    f_te = probe.extract_features(model, params, data.x_test, batch_size)
-    return probe.probe_layers(f_tr, data.y_train, f_te, data.y_test, data.num_classes)
+    split: ``{layer: {'accuracy', 'l2', 'val_accuracy'}}`` (``val_accuracy``: on the probe's
+    own held-out fifth of the training examples, which chooses the regulariser and the best
+    layer), plus ``'heldout_accuracy'`` on ``data``'s validation split when it has one."""
+    feats = lambda x: probe.extract_features(model, params, x, batch_size)
+    val = (feats(data.x_val), data.y_val) if data.has_val else None
+    return probe.probe_layers(
+        feats(data.x_train), data.y_train, feats(data.x_test), data.y_test, data.num_classes, val
+    )
+
+
+def lr_grid(ft: ml_collections.ConfigDict) -> tuple[float, ...]:
+    """The fine-tuning learning rates to try: ``optim.lr_grid``, or just ``optim.lr``."""
+    grid = tuple(float(v) for v in ft.optim.get("lr_grid", ()) or ())
+    if any(not v > 0 for v in grid):
+        raise ConfigError(f"optim.lr_grid={grid}: learning rates must be > 0")
+    return grid or (float(ft.optim.lr),)
+
+
+def finetune_selected(
+    ft: ml_collections.ConfigDict, pre, init_params, workdir: str, data: Splits
+) -> dict:
+    """Fine-tune once per learning rate of :func:`lr_grid` (in ``workdir_lr<lr>`` when there
+    are several) and keep the run with the best validation accuracy: the learning rate is
+    chosen per init, on the validation split, never on test.
+
+    Returns:
+      ``{'test_accuracy', 'val_accuracy' (NaN without a validation split), 'lr',
+      'val_by_lr': {lr: val_accuracy}}`` of the chosen run.
+    """
+    grid = lr_grid(ft)
+    if len(grid) > 1 and not data.has_val:
+        raise ConfigError(
+            f"optim.lr_grid={grid}: choosing a learning rate needs a validation split; set "
+            "downstream.val_size > 0"
+        )
+    runs = {}
+    for lr in grid:
+        c = ml_collections.ConfigDict(ft.to_dict())
+        c.optim.lr = lr
+        where = workdir if len(grid) == 1 else f"{workdir}_lr{lr:g}"
+        runs[lr] = finetune(c, pre, init_params, where, data)
+    val = {lr: r.get("val_accuracy", float("nan")) for lr, r in runs.items()}
+    best = max(grid, key=lambda lr: val[lr]) if len(grid) > 1 else grid[0]
+    return {
+        "test_accuracy": runs[best]["test_accuracy"],
+        "val_accuracy": val[best],
+        "lr": best,
+        "val_by_lr": val,
+    }
 
 
 def evaluate_transfer(
@@ -129,12 +196,16 @@ def evaluate_transfer(
     """The transfer of one model (``params``; fine-tuned from ``init_params``, random if
     None) to ``data``: per-layer probes, fine-tuning on ``ft.downstream.num_labels`` labels
     (in ``workdir/finetune``), and with ``few_labels`` > 0 the same on the first
-    ``few_labels`` labelled images (``workdir/finetune_<n>labels``).
+    ``few_labels`` labelled images (``workdir/finetune_<n>labels``; for
+    ``ft.few_labels_steps`` steps when set).
 
     The best probe layer is chosen on the probe's validation split (the training set's
-    own held-out part), never on test data. Returns one flat row: ``finetune_top1``,
-    ``probe_last_top1`` (pre-logits), ``probe_best_top1`` and ``probe_best_layer``,
-    ``probe_<layer>`` for every layer, the ``*_<n>labels_*`` twins, and wall times.
+    own held-out part), and the fine-tuning learning rate (with ``optim.lr_grid``) on
+    ``data``'s validation split: never on test data. Returns one flat row:
+    ``finetune_top1``, ``probe_last_top1`` (pre-logits), ``probe_best_top1`` and
+    ``probe_best_layer``, ``probe_<layer>`` for every layer, the ``*_<n>labels_*`` twins,
+    wall times; with a validation split also ``*_val_top1`` of each headline metric,
+    ``finetune_lr`` and ``finetune_lr<lr>_val_top1`` of every learning rate tried.
     """
     row = {}
     for n in (0, few_labels) if few_labels else (0,):
@@ -145,7 +216,11 @@ def evaluate_transfer(
         ft_n = ml_collections.ConfigDict(ft.to_dict())
         if n:
             ft_n.downstream.num_labels = n
-        run = finetune(ft_n, pre, init_params, os.path.join(workdir, f"finetune{tag}"), data)
+            if ft.get("few_labels_steps", 0):  # fewer labels, fewer steps: similar epochs
+                ft_n.total_steps = ft_n.checkpoint_every = ft.few_labels_steps
+        run = finetune_selected(
+            ft_n, pre, init_params, os.path.join(workdir, f"finetune{tag}"), data
+        )
         best = probe.best_layer(probes)
         row.update(
             {
@@ -155,6 +230,19 @@ def evaluate_transfer(
                 f"probe_best{tag}_layer": best,
             }
         )
+        if data.has_val:
+            row.update(
+                {
+                    f"finetune{tag}_val_top1": run["val_accuracy"],
+                    f"probe_last{tag}_val_top1": probes["pre_logits"]["heldout_accuracy"],
+                    f"probe_best{tag}_val_top1": probes[best]["heldout_accuracy"],
+                }
+            )
+        if len(run["val_by_lr"]) > 1:
+            row[f"finetune{tag}_lr"] = run["lr"]
+            row.update(
+                {f"finetune{tag}_lr{lr:g}_val_top1": v for lr, v in run["val_by_lr"].items()}
+            )
         if not n:
             row.update({f"probe_{k}": v["accuracy"] for k, v in probes.items()})
             row.update(probe_seconds=t_probe, finetune_seconds=time.perf_counter() - t0 - t_probe)

@@ -73,12 +73,17 @@ def ridge_probe(
     l2_grid: Sequence[float] = L2_GRID,
     val_fraction: float = 0.2,
     seed: int = 0,
+    heldout: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> dict[str, float]:
     """Fit a ridge-regression classifier on ``train``, report top-1 on ``test``.
 
+    The regulariser is chosen on a held-out ``val_fraction`` of ``train``; the classifier is
+    then refitted on all of ``train``. ``heldout`` (features, labels): another labelled set,
+    e.g. a protocol's validation split, on which the final classifier is also scored.
+
     Returns:
       ``{'accuracy': test top-1, 'l2': the chosen regulariser, 'val_accuracy': its held-out
-      top-1}``.
+      top-1}``, and ``'heldout_accuracy'`` with ``heldout``.
     """
     x = np.asarray(train_x, np.float64)
     mean, std = x.mean(0), x.std(0) + 1e-6
@@ -101,7 +106,11 @@ def ridge_probe(
     l2 = l2_grid[best] * len(xs) / len(fit)  # same strength per example on the full split
     (w,) = _ridge_weights(np.linalg.eigh(xs.T @ xs), xs.T @ ys, [l2])
     acc = float((np.argmax(xt @ w, 1) == np.asarray(test_y)).mean())
-    return {"accuracy": acc, "l2": float(l2), "val_accuracy": accs[best]}
+    out = {"accuracy": acc, "l2": float(l2), "val_accuracy": accs[best]}
+    if heldout is not None:
+        hx, hy = heldout
+        out["heldout_accuracy"] = float((np.argmax(std_x(hx) @ w, 1) == np.asarray(hy)).mean())
+    return out
 
 
 def probe_layers(
@@ -110,10 +119,19 @@ def probe_layers(
     test_feats: dict[str, np.ndarray],
     test_y,
     num_classes: int,
+    heldout: tuple[dict[str, np.ndarray], np.ndarray] | None = None,
 ) -> dict[str, dict[str, float]]:
-    """:func:`ridge_probe` on every layer; keys in network order."""
+    """:func:`ridge_probe` on every layer; keys in network order. ``heldout``: (per-layer
+    features, labels) of a validation set scored as well."""
     return {
-        k: ridge_probe(train_feats[k], train_y, test_feats[k], test_y, num_classes)
+        k: ridge_probe(
+            train_feats[k],
+            train_y,
+            test_feats[k],
+            test_y,
+            num_classes,
+            heldout=None if heldout is None else (heldout[0][k], heldout[1]),
+        )  # fmt: skip
         for k in train_feats
     }
 
