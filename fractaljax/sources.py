@@ -54,6 +54,9 @@ class Source:
       info: facts about how the source was built (1p-frac: class redraw counts).
       base: 1p-frac's unperturbed system (``maps: float32[N, 6]``), whose perturbations the
         classes are; None for the other sources.
+      random_labels: the drift control (``source.labels='random'``): every example's label is
+        drawn uniformly and independently of its image, so the images carry no information
+        about the labels and pre-training learns nothing but still takes its optimiser steps.
     """
 
     name: str
@@ -63,6 +66,7 @@ class Source:
     systems: IFS | None = None
     info: dict[str, Any] = dataclasses.field(default_factory=dict)
     base: IFS | None = None
+    random_labels: bool = False
 
     @property
     def image_shape(self) -> tuple[int, int, int]:
@@ -77,7 +81,11 @@ class Source:
         """
         k_label, k_render = jax.random.split(jax.random.fold_in(key, step))
         labels = jax.random.randint(k_label, (batch_size,), 0, self.num_classes)
-        return self.render_labels(labels, k_render), labels
+        images = self.render_labels(labels, k_render)
+        if self.random_labels:  # the same images, labels that say nothing about them
+            k_noise = jax.random.fold_in(k_label, 1)
+            labels = jax.random.randint(k_noise, (batch_size,), 0, self.num_classes)
+        return images, labels
 
 
 def _spec_identity(spec: render_lib.RenderSpec) -> dict[str, Any]:
@@ -591,8 +599,13 @@ SOURCES: dict[str, Callable[[ml_collections.ConfigDict, str | None], Source]] = 
 }
 
 
+# 'true': the source's labels; 'random': the drift control (see Source.random_labels).
+LABEL_MODES = ("true", "random")
+
+
 def make(config: ml_collections.ConfigDict, cache_dir: str | None = None) -> Source:
-    """Build the source named by ``config.source.name``.
+    """Build the source named by ``config.source.name`` (with ``source.labels='random'``,
+    its drift control: the same images under labels drawn independently of them).
 
     ``cache_dir`` (the run's workdir) keeps results of one-time searches (FractalDB's
     categories) across runs.
@@ -600,8 +613,14 @@ def make(config: ml_collections.ConfigDict, cache_dir: str | None = None) -> Sou
     name = config.source.name
     if name not in SOURCES:
         raise ConfigError(f"source.name={name!r}: unknown; choose one of {sorted(SOURCES)}")
+    labels = config.source.get("labels", "true")
+    if labels not in LABEL_MODES:
+        raise ConfigError(
+            f"source.labels={labels!r}: must be one of {LABEL_MODES} ('random': the drift "
+            "control, labels independent of the images)"
+        )
     try:
-        return SOURCES[name](config, cache_dir)
+        source = SOURCES[name](config, cache_dir)
     except (AttributeError, KeyError) as e:
         # A missing config field: ml_collections raises KeyError, or AttributeError(KeyError)
         # for attribute access. Any other AttributeError is a bug and keeps its traceback.
@@ -610,6 +629,7 @@ def make(config: ml_collections.ConfigDict, cache_dir: str | None = None) -> Sou
         raise ConfigError(
             f"source.name={name!r}: config.source lacks a field ({e}); start from configs/{name}.py"
         ) from None
+    return dataclasses.replace(source, random_labels=labels == "random")
 
 
 def class_grid_labels(num_classes: int, num: int) -> jax.Array:
