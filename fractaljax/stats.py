@@ -33,32 +33,43 @@ def t_interval(values: Sequence[float], level: float = 0.95) -> tuple[float, flo
     return mean, mean - half, mean + half
 
 
-def summarize(rows: Sequence[dict], metrics: Sequence[str], level: float = 0.95) -> list[dict]:
+def group_of(row: dict) -> object:
+    """The summary group of a sweep row: 'random init' for the baseline, else its value."""
+    return "random init" if row["init"] == "random" else row["value"]
+
+
+def summarize(
+    rows: Sequence[dict],
+    metrics: Sequence[str],
+    level: float = 0.95,
+    baseline: object = "random init",
+) -> list[dict]:
     """One dict per swept value (and one for the random init), in first-seen order.
 
     Args:
-      rows: sweep rows with ``init`` ('pretrained' or 'random'), ``value``, ``seed`` and the
-        metrics.
+      rows: sweep rows with ``init`` ('pretrained', 'random' or 'control'), ``value``,
+        ``seed`` and the metrics.
       metrics: the metric keys to summarise.
+      baseline: the group (:func:`group_of`) every other group is paired with, seed by
+        seed: the random init, or a control such as the drift control.
 
     Returns:
-      Dicts with ``value`` ('random init' for the baseline), ``seeds`` (n), and per metric
-      ``<m>_mean``, ``<m>_sd``, and for pre-trained values with a random init of the same
+      Dicts with ``value`` ('random init' for the random init), ``seeds`` (n), and per metric
+      ``<m>_mean``, ``<m>_sd``, and for the other groups with a baseline row of the same
       seeds ``<m>_diff`` (mean paired difference), ``<m>_diff_lo``, ``<m>_diff_hi`` (its
       ``level`` t interval over seeds) and ``<m>_diff_seeds`` (how many seeds were paired).
     """
-    random = {r["seed"]: r for r in rows if r["init"] == "random"}
+    base = {r["seed"]: r for r in rows if group_of(r) == baseline}
     groups: dict = {}
     for r in rows:
-        key = "random init" if r["init"] == "random" else r["value"]
-        groups.setdefault(key, []).append(r)
+        groups.setdefault(group_of(r), []).append(r)
     out = []
     for value, rs in groups.items():
         s = {"value": value, "seeds": len(rs)}
         for m in metrics:
             s[f"{m}_mean"], s[f"{m}_sd"], _ = mean_sd([r[m] for r in rs])
-            paired = [r[m] - random[r["seed"]][m] for r in rs if r["seed"] in random]
-            if value != "random init" and paired:
+            paired = [r[m] - base[r["seed"]][m] for r in rs if r["seed"] in base]
+            if value != baseline and paired:
                 d, lo, hi = t_interval(paired, level)
                 s.update({f"{m}_diff": d, f"{m}_diff_lo": lo, f"{m}_diff_hi": hi})
                 s[f"{m}_diff_seeds"] = len(paired)

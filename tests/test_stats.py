@@ -39,6 +39,28 @@ def test_summary_pairs_each_seed_with_its_own_random_init():
     assert pre["acc_diff_seeds"] == 3 and "acc_diff" not in rnd
 
 
+def test_summary_pairs_with_a_control_when_asked():
+    rows = (
+        [
+            {"init": "pretrained", "value": 0.1, "seed": s, "acc": a}
+            for s, a in zip((0, 1, 2), (0.80, 0.70, 0.90))
+        ]
+        + [
+            {"init": "control", "value": "drift", "seed": s, "acc": a}
+            for s, a in zip((0, 1, 2), (0.60, 0.55, 0.70))
+        ]
+        + [{"init": "random", "value": "", "seed": s, "acc": 0.75} for s in (0, 1, 2)]
+    )
+    out = {s["value"]: s for s in stats.summarize(rows, ["acc"], baseline="drift")}
+    # Paired seed by seed with the control: +0.20, +0.15, +0.20.
+    np.testing.assert_allclose(out[0.1]["acc_diff"], np.mean([0.2, 0.15, 0.2]))
+    np.testing.assert_allclose(out["random init"]["acc_diff"], np.mean([0.15, 0.2, 0.05]))
+    assert "acc_diff" not in out["drift"]
+    # The default baseline stays the random init.
+    out = {s["value"]: s for s in stats.summarize(rows, ["acc"])}
+    np.testing.assert_allclose(out["drift"]["acc_diff"], np.mean([-0.15, -0.2, -0.05]))
+
+
 def test_random_init_baseline_is_the_pretraining_starting_point():
     c = tiny_config(seed=3)
     model = train.make_model(c, c.source.num_classes)

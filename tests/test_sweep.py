@@ -108,7 +108,7 @@ def test_sweep_writes_results_and_resumes(run, tmp_path):
 
 def test_point_configs():
     from configs import sweep_delta_mini
-    from experiments import sweep
+    from fractaljax import sweeps as sweep
 
     pre = sweep_delta_mini.get_config().pretrain
     c = sweep.point_config(pre, "source", "fractaldb", seed=3)
@@ -119,14 +119,17 @@ def test_point_configs():
     assert sweep.point_name("source.delta", 0.01, 1) == "delta=0.01_seed1"
 
 
-@pytest.mark.parametrize("name", ["sweep_delta_mini", "sweep_patch_mini", "sweep_data_mini"])
+@pytest.mark.parametrize(
+    "name",
+    [f"sweep_{s}_mini" for s in ("delta", "patch", "data", "sigma", "classes", "sources")],
+)
 def test_current_configs_find_the_stored_points(name):
     """Every point of a finished mini sweep is found under the key today's config gives it:
     a new config field (or a changed default) that moved the keys would silently orphan the
     committed results (docs/results/mini_points) and recompute them."""
     import importlib
 
-    from experiments import sweep
+    from fractaljax import sweeps as sweep
 
     cfg = importlib.import_module(f"configs.{name}").get_config()
     store = os.path.join(REPO, cfg.sweep.store_dir)

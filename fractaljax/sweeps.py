@@ -1,0 +1,532 @@
+"""Sweeps over pre-training configs, as content-addressed points with paired statistics.
+
+A sweep point is one pre-training config (or the random init of a seed, or a control such
+as the drift control) evaluated on a downstream set: per-layer probes and fine-tuning
+(:func:`fractaljax.finetune.evaluate_transfer`). Its key is a hash of everything its result
+depends on (:func:`point_identity`), so sweeps that share a points directory compute a
+shared point once, and a finished point is read back from its ``result.json`` or from the
+store (``sweep.store_dir``: one small JSON per point, committed for the sweeps in
+docs/results). :func:`run_sweep` runs or reads every point of a sweep config, seed by seed;
+:func:`report` writes the tables (mean +- sd over seeds, paired differences with t
+intervals) and plots. The command-line entry points are ``experiments.sweep`` and
+``experiments.search``.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import importlib
+import json
+import os
+import re
+import time
+
+import ml_collections
+import numpy as np
+
+from fractaljax import config_utils, sources, stats, task_eval, train
+from fractaljax import finetune as ft_lib
+from fractaljax.errors import ConfigError
+from fractaljax.metrics import format_duration, read_jsonl
+
+METRICS = ("finetune_top1", "probe_best_top1", "probe_last_top1")
+
+
+def few_label_twin(metric: str, n: int) -> str:
+    """``finetune_top1`` -> ``finetune_<n>labels_top1`` (and ``..._val_top1`` alike)."""
+    suffix = "_val_top1" if metric.endswith("_val_top1") else "_top1"
+    return f"{metric[: -len(suffix)]}_{n}labels{suffix}"
+
+
+def metrics_of(rows: list[dict], headline: tuple[str, ...] = METRICS) -> tuple[str, ...]:
+    """The ``headline`` metrics present in ``rows``, then their few-label twins
+    (:func:`few_label_twin`) where the sweep ran a few-label regime."""
+    present = {k for r in rows for k, v in r.items() if v not in (None, "")}
+    few = sorted({int(m.group(1)) for k in present if (m := re.search(r"_(\d+)labels_", k))})
+    twins = tuple(few_label_twin(m, n) for n in few for m in headline)
+    return tuple(m for m in headline + twins if m in present)
+
+
+def source_block(
+    name: str, like: ml_collections.ConfigDict, recipe: str = "mini"
+) -> ml_collections.ConfigDict:
+    """The source block of ``configs/<name>.py:<recipe>`` with ``like``'s number of classes
+    (``like`` itself, copied, when it is already that source)."""
+    if name == like.name:
+        return ml_collections.ConfigDict(like.to_dict())
+    try:
+        module = importlib.import_module(f"configs.{name}")
+    except ImportError:
+        raise ConfigError(f"sweep.grid: no source config configs/{name}.py") from None
+    c = module.get_config(recipe)
+    block = ml_collections.ConfigDict(c.source.to_dict())
+    block.num_classes = like.num_classes
+    if "labels" in like:
+        block.labels = like.labels
+    return block
+
+
+def point_config(
+    pre: ml_collections.ConfigDict, field: str, value, seed: int, recipe: str = "mini"
+):
+    """The pre-training config of one point of the sweep (``recipe``: the size of the
+    configs that ``field='source'`` takes its source blocks from)."""
+    c = ml_collections.ConfigDict(pre.to_dict())
+    if field == "source":
+        c.source = source_block(value, pre.source, recipe)
+    else:
+        c = config_utils.with_field(c, field, value)
+    if field != "seed":
+        c.seed = seed
+    return c
+
+
+def point_name(field: str, value, seed: int) -> str:
+    shown = f"{value:g}" if isinstance(value, float) else str(value)
+    return f"{field.split('.')[-1]}={shown}_seed{seed}"
+
+
+def evaluate(name, model, params, init, data, ft, pre, point_dir, few_labels=0) -> dict:
+    """:func:`fractaljax.finetune.evaluate_transfer` of one point, with a line on stdout."""
+    row = ft_lib.evaluate_transfer(model, params, init, data, ft, pre, point_dir, few_labels)
+    msg = (
+        f"{name}: fine-tune {row['finetune_top1']:.1%}, probe last {row['probe_last_top1']:.1%}"
+        f", best {row['probe_best_top1']:.1%} ({row['probe_best_layer']})"
+    )
+    if few_labels:
+        n = f"{few_labels}labels"
+        msg += (
+            f"; {few_labels} labels: fine-tune {row[f'finetune_{n}_top1']:.1%}, probe best "
+            f"{row[f'probe_best_{n}_top1']:.1%}"
+        )
+    print(msg, flush=True)
+    return row
+
+
+# Bumped when a point's result would change for the same configs (its cache key includes it).
+POINT_VERSION = 1
+
+
+def point_identity(pre, ft, few_labels: int, seed: int, random_init: bool) -> dict:
+    """Everything a point's result depends on: equal identities give equal results, so
+    sweeps that share ``sweep.points_dir`` compute a shared point once.
+
+    A random init depends on the model, its input and the seed only, not on the source: its
+    features come from the init key, per parameter path, and fine-tuning draws a new head.
+    """
+    pre = _without_defaults(pre)
+    if random_init:
+        what = {
+            "random_init": {
+                "model": pre.model.to_dict(),
+                "input_size": train.input_size(pre),
+                "channels": pre.render.channels,
+                "seed": seed,
+            }
+        }
+    else:
+        what = {"pretrain": pre.to_dict()}
+    return {"version": POINT_VERSION, **what, "finetune": ft.to_dict(), "few_labels": few_labels}
+
+
+# Fields added after points were stored, at the value that reproduces those points: left out
+# of a point's identity at that value, so the stored points keep their keys.
+LATER_DEFAULTS = {("model", "init"): "big_vision", ("source", "labels"): "true"}
+# Fields that change how, not what, is computed: the rasterisers draw identical images, and
+# sharding the parameters changes only the order of float sums.
+NEUTRAL = ("render.rasterizer", "param_sharding", "fsdp_min_size")
+
+
+def _without_defaults(pre: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+    pre = ml_collections.ConfigDict(pre.to_dict())
+    for (block, field), value in LATER_DEFAULTS.items():
+        if block in pre and pre[block].get(field, value) == value and field in pre[block]:
+            del pre[block][field]
+    for path in NEUTRAL:
+        *blocks, field = path.split(".")
+        parent = pre
+        for b in blocks:
+            parent = parent.get(b) if parent is not None else None
+        if parent is not None and field in parent:
+            del parent[field]
+    return pre
+
+
+def point_key(identity: dict) -> str:
+    """A short stable hash of :func:`point_identity` (its JSON with sorted keys)."""
+    text = json.dumps(identity, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+def control_names(cfg) -> list[str]:
+    """The sweep's controls (``sweep.controls``: name -> overrides of the pre-training)."""
+    return list(cfg.sweep.get("controls", None) or {})
+
+
+def control_config(pre: ml_collections.ConfigDict, overrides, name: str):
+    """``pre`` with a control's overrides: ``((dotted field, value), ...)``."""
+    items = overrides.items() if hasattr(overrides, "items") else overrides
+    c = ml_collections.ConfigDict(pre.to_dict())
+    for path, value in items:
+        try:
+            c = config_utils.with_field(c, path, value)
+        except (KeyError, AttributeError):
+            raise ConfigError(
+                f"sweep.controls.{name}: unknown pre-training field {path!r}"
+            ) from None
+    return c
+
+
+def point_setup(cfg, field: str, value, seed: int, control: str | None = None):
+    """``(pretrain config, finetune config, identity)`` of a sweep point (``value`` None:
+    the random init; ``control``: that control of ``sweep.controls`` instead of a value)."""
+    if control is not None:
+        pre = control_config(cfg.pretrain, cfg.sweep.controls[control], control)
+        pre.seed = seed
+    elif value is None:
+        pre = ml_collections.ConfigDict(cfg.pretrain.to_dict())
+        pre.seed = seed
+    else:
+        pre = point_config(cfg.pretrain, field, value, seed, cfg.sweep.get("recipe", "mini"))
+    # The labelled subset is the same for every point (paired comparisons); the seed moves
+    # the fine-tuning's batches and augmentation.
+    ft = ml_collections.ConfigDict(cfg.finetune.to_dict())
+    ft.seed = seed
+    few = cfg.sweep.get("few_labels", 0)
+    random_init = value is None and control is None
+    return pre, ft, point_identity(pre, ft, few, seed, random_init=random_init)
+
+
+def point_label(field: str, value, seed: int, control: str | None = None) -> str:
+    if control is not None:
+        return f"{control}_seed{seed}"
+    return point_name(field, value, seed) if value is not None else f"random_init_seed{seed}"
+
+
+def run_point(
+    cfg, field, value, seed, data, workdir, compute: bool = True, control: str | None = None
+) -> dict | None:
+    """Pre-train (or not: ``value is None`` is the random init) and evaluate one point;
+    ``control`` names a control of ``sweep.controls`` to run instead of a value.
+
+    The point lives in ``<sweep.points_dir or workdir>/points/<key>`` (see
+    :func:`point_identity`); a finished one (its ``result.json`` exists) is read back.
+    """
+    t0 = time.perf_counter()
+    name = point_label(field, value, seed, control)
+    pre, ft, identity = point_setup(cfg, field, value, seed, control)
+    few = cfg.sweep.get("few_labels", 0)
+    key = point_key(identity)
+    root = cfg.sweep.get("points_dir", "") or workdir
+    point_dir = os.path.join(root, "points", key)
+    path = os.path.join(point_dir, "result.json")
+    store = cfg.sweep.get("store_dir", "")
+    stored = store and os.path.join(store, f"{key}.json")
+    here = {"field": field, "value": "" if value is None else value, "seed": seed, "point": name}
+    if control is not None:
+        here.update(value=control, init="control")
+    here["dir"] = point_dir
+    for done_path in (stored, path):
+        if done_path and os.path.exists(done_path):
+            with open(done_path) as f:
+                done = json.load(f)
+            done = done.get("result", done)  # a store file holds the identity beside it
+            print(f"{name}: done earlier, skipped ({done_path})", flush=True)
+            return {**done, **here}  # the same point may have another name in another sweep
+    if not compute:
+        return None
+    print(f"\n=== {name} ({point_dir})", flush=True)
+    os.makedirs(point_dir, exist_ok=True)
+    with open(os.path.join(point_dir, "identity.json"), "w") as f:
+        json.dump(identity, f, indent=2, sort_keys=True, default=str)
+    if value is None and control is None:
+        # The same init key as the pre-trained model of this seed: a paired baseline.
+        model, params = ft_lib.random_init(pre, seed=seed)
+        row = {"init": "random", "pretrain_seconds": 0.0}
+        init = None
+    else:
+        s = train.train_and_evaluate(pre, os.path.join(point_dir, "pretrain"))
+        pre, model, params = train.load_pretrained(os.path.join(point_dir, "pretrain"))
+        source = sources.make(pre, os.path.join(point_dir, "pretrain"))  # its cache, if any
+        task = task_eval.task_accuracies(model, params, source, pre)
+        row = {
+            "init": "pretrained",
+            "pretrain_first_loss": s.get("first_loss"),
+            "pretrain_last_loss": s.get("last_loss"),
+            "pretrain_top1": s.get("eval_accuracy"),
+            # On 2,048 images (the logged pretrain_top1: one batch of eval_batch_size).
+            "pretrain_clean_top1": task["clean_top1"],
+            "pretrain_redrawn_top1": task["redrawn_top1"],
+            "pretrain_seconds": time.perf_counter() - t0,
+        }
+        init = params
+    row.update(here)
+    row.update(evaluate(name, model, params, init, data, ft, pre, point_dir, few))
+    row["total_seconds"] = time.perf_counter() - t0
+    with open(path + ".tmp", "w") as f:
+        json.dump(row, f, indent=2)
+    os.replace(path + ".tmp", path)  # a point counts as done only once written whole
+    if store:
+        write_stored(stored, identity, row)
+    return row
+
+
+def write_stored(path: str, identity: dict, row: dict) -> None:
+    """A point's result in the store (``sweep.store_dir``, small enough to commit): its
+    identity, its result row and its pre-training loss curve. A sweep reads a point from
+    there before it computes it, so committed results are reused on any machine."""
+    log = os.path.join(row["dir"], "pretrain", "metrics.jsonl")
+    curve = [[m["step"], m["loss"]] for m in read_jsonl(log)] if os.path.exists(log) else []
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path + ".tmp", "w") as f:
+        json.dump({"identity": identity, "result": row, "loss_curve": curve}, f, indent=1)
+    os.replace(path + ".tmp", path)
+
+
+def loss_curve(row: dict, store: str) -> list[tuple[int, float]]:
+    """The pre-training loss curve of a pre-trained point: from its run, else its store file."""
+    log = os.path.join(row.get("dir", ""), "pretrain", "metrics.jsonl")
+    if os.path.exists(log):
+        return [(m["step"], m["loss"]) for m in read_jsonl(log)]
+    path = store and os.path.join(store, os.path.basename(row.get("dir", "")) + ".json")
+    if path and os.path.exists(path):
+        with open(path) as f:
+            return [tuple(x) for x in json.load(f)["loss_curve"]]
+    return []
+
+
+def write_csv(rows: list[dict], path: str, first=("point", "field", "value", "seed", "init")):
+    first = list(first)
+    rest = sorted({k for r in rows for k in r} - set(first))
+    with open(path, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=first + rest)
+        w.writeheader()
+        w.writerows(rows)
+
+
+def _is_numeric(values) -> bool:
+    return all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values)
+
+
+def plot(
+    rows: list[dict], field: str, workdir: str, log_x: bool, title: str, store="", metrics=METRICS
+) -> None:
+    """accuracy.png (``metrics`` against the swept value; random init and controls as
+    horizontal lines), loss.png and probe.png of a sweep."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    pre = [r for r in rows if r["init"] == "pretrained"]
+    rand = [r for r in rows if r["init"] == "random"]
+    controls = {r["value"]: [] for r in rows if r["init"] == "control"}
+    for r in rows:
+        if r["init"] == "control":
+            controls[r["value"]].append(r)
+    values = list(dict.fromkeys(r["value"] for r in pre))
+    numeric = _is_numeric(values)
+    xs = values if numeric else list(range(len(values)))
+    fig, ax = plt.subplots(figsize=(6.5, 4))
+    for i, (metric, color) in enumerate(zip(metrics, ("C0", "C1", "C2"))):
+        per = [stats.mean_sd([100 * r[metric] for r in pre if r["value"] == v]) for v in values]
+        label = metric.replace("_top1", "").replace("_", " ")
+        # Categories (sources) have no order to draw a line along; their metrics sit side by
+        # side so the bars do not hide each other.
+        at = xs if numeric else [x + 0.08 * (i - 1) for x in xs]
+        ax.errorbar(
+            at, [p[0] for p in per], yerr=[p[1] for p in per], fmt="o-" if numeric else "o",
+            color=color, capsize=3, label=label,
+        )  # fmt: skip
+        if rand:
+            m, sd, _ = stats.mean_sd([100 * r[metric] for r in rand])
+            ax.axhline(m, color=color, ls="--", lw=1)
+            ax.axhspan(m - sd, m + sd, color=color, alpha=0.1)
+        for rs in controls.values():
+            ax.axhline(stats.mean_sd([100 * r[metric] for r in rs])[0], color=color, ls=":", lw=1)
+    if numeric and log_x:
+        ax.set_xscale("log")
+    if not numeric:
+        ax.set_xticks(xs, [str(v) for v in values])
+    xlabel = field + ("  (dashed: random init; bars and bands: sd over seeds)" if rand else "")
+    if controls:
+        xlabel += f"\n(dotted: {', '.join(controls)})"
+    split = "validation" if all(m.endswith("_val_top1") for m in metrics) else "test"
+    _save(fig, ax, xlabel, f"{split} top-1 (%)", title, os.path.join(workdir, "accuracy.png"))
+
+    fig, ax = plt.subplots(figsize=(6.5, 4))
+    for r in pre:
+        curve = loss_curve(r, store)
+        if curve:
+            ax.plot([x[0] for x in curve], [x[1] for x in curve], label=r["point"])
+    path = os.path.join(workdir, "loss.png")
+    _save(fig, ax, "pre-training step", "LPCE (train, augmented)", title, path)
+
+    layers = {r["point"]: ft_lib.probe_layers_of(r) for r in rows}
+    ft_lib.plot_probe(layers, os.path.join(workdir, "probe.png"), f"{title}: probes per layer")
+
+
+def _save(fig, ax, xlabel: str, ylabel: str, title: str, path: str) -> None:
+    import matplotlib.pyplot as plt
+
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def summary_table(summary: list[dict]) -> str:
+    """Mean +- sd over seeds of each metric, and the paired difference to the random init
+    of the same seeds with its 95% t interval over seeds, one line per value."""
+    redrawn = any(np.isfinite(s.get("pretrain_redrawn_top1_mean", np.nan)) for s in summary)
+    head = f"{'value':<12}{'seeds':>6}{'pretrain':>10}" + (f"{'redrawn':>9}" if redrawn else "")
+    # The summarised metrics, in summarize's order (the pre-training top-1 is its own column).
+    metrics = [
+        k[: -len("_mean")]
+        for k in summary[0]
+        if k.endswith("_top1_mean") and not k.startswith("pretrain_")
+    ]
+    lines = [head + "".join(f" {m:>36}" for m in metrics)]
+    for s in summary:
+        cells = ""
+        for m in metrics:
+            cell = f"{100 * s[f'{m}_mean']:.1f}"
+            if s["seeds"] > 1:  # one seed has no spread to show
+                cell += f" +- {100 * s[f'{m}_sd']:.1f}"
+            if f"{m}_diff" in s:
+                lo, hi = s[f"{m}_diff_lo"], s[f"{m}_diff_hi"]
+                ci = f" [{100 * lo:+.1f}, {100 * hi:+.1f}]" if np.isfinite(lo) else ""
+                cell += f" (d {100 * s[f'{m}_diff']:+.1f}{ci})"
+            cells += f" {cell:>36}"  # one space at least: a wide cell must not touch
+        pct = lambda x: f"{100 * x:.1f}" if x is not None and np.isfinite(x) else "-"
+        pre = f"{pct(s.get('pretrain_top1_mean')):>10}"
+        if redrawn:
+            pre += f"{pct(s.get('pretrain_redrawn_top1_mean')):>9}"
+        v = s["value"]
+        shown = f"{v:g}" if isinstance(v, float) else str(v)
+        lines.append(f"{shown:<12}{s['seeds']:>6}{pre}{cells}")
+    return "\n".join(lines)
+
+
+def summarize(rows: list[dict], metrics=None, baseline="random init") -> list[dict]:
+    """:func:`fractaljax.stats.summarize` of the metrics (paired with ``baseline``), plus
+    the pre-training top-1 and, where measured, the redrawn top-1 (means over seeds)."""
+    out = stats.summarize(rows, metrics or metrics_of(rows), baseline=baseline)
+    for s in out:
+        for col in ("pretrain_top1", "pretrain_redrawn_top1"):
+            vals = [
+                r[col]
+                for r in rows
+                if r["init"] != "random"
+                and stats.group_of(r) == s["value"]
+                and r.get(col) not in (None, "")
+            ]
+            s[f"{col}_mean"] = float(np.mean(vals)) if vals else float("nan")
+    return out
+
+
+def headline(cfg) -> tuple[str, ...]:
+    """The metrics a sweep summarises (``sweep.metrics``, default :data:`METRICS`)."""
+    return tuple(cfg.sweep.get("metrics", None) or METRICS)
+
+
+def check_points(cfg) -> None:
+    """Build every point's config before any training: a bad value stops the sweep first."""
+    sw = cfg.sweep
+    if not list(sw.grid) or not list(sw.seeds):
+        raise ConfigError("sweep.grid and sweep.seeds: need at least one value each")
+    for v in sw.grid:
+        if sw.field == "source":
+            source_block(v, cfg.pretrain.source, sw.get("recipe", "mini"))
+        else:
+            config_utils.with_field(cfg.pretrain, sw.field, v)
+    for name in control_names(cfg):
+        control_config(cfg.pretrain, sw.controls[name], name)
+
+
+def load_data(cfg) -> ft_lib.Splits:
+    pre = cfg.pretrain
+    return ft_lib.load_downstream(
+        cfg.finetune, train.input_size(pre), pre.render.channels, cfg.finetune.probe_train_limit
+    )
+
+
+def run_sweep(cfg, workdir: str, compute: bool = True, data=None) -> list[dict]:
+    """Every point of ``cfg`` (computed, or read back; with ``compute`` False only those
+    finished), seed by seed: the random init, the controls, then the values, so a sweep
+    stopped part-way still has whole, paired seeds to summarise. Returns their rows."""
+    sw = cfg.sweep
+    field, values, seeds = sw.field, list(sw.grid), list(sw.seeds)
+    controls = control_names(cfg)
+    points = [
+        (v, s, c)
+        for s in seeds
+        for v, c in ([(None, None)] if sw.random_init else [])
+        + [(None, c) for c in controls]
+        + [(v, None) for v in values]
+    ]
+    if compute and data is None:
+        data = load_data(cfg)
+    extra = " + random init" if sw.random_init else ""
+    extra += "".join(f" + {c}" for c in controls)
+    print(
+        f"sweep {field} over {values} x seeds {seeds}{extra}: {len(points)} points; "
+        + (
+            f"downstream {data.name} ({len(data.y_train)} probe train / "
+            + (f"{len(data.y_val)} validation / " if data.has_val else "")
+            + f"{len(data.y_test)} test images)"
+            if compute
+            else "finished points only"
+        )
+        + f"; workdir {workdir}",
+        flush=True,
+    )
+    t0 = time.perf_counter()
+    rows, missing = [], []
+    for i, (value, seed, control) in enumerate(points):
+        row = run_point(cfg, field, value, seed, data, workdir, compute, control)
+        if row is None:
+            missing.append(point_label(field, value, seed, control))
+            continue
+        rows.append(row)
+        write_csv(rows, os.path.join(workdir, "results.csv"))
+        if compute:
+            elapsed = format_duration(time.perf_counter() - t0)
+            print(f"[{i + 1}/{len(points)} points, {elapsed} elapsed]", flush=True)
+    if missing:
+        print(f"not finished, left out: {', '.join(missing)}", flush=True)
+    return rows
+
+
+def report(cfg, rows: list[dict], workdir: str) -> str:
+    """Plots, ``summary.csv``/``summary.txt`` (paired with the random init) and, for every
+    control, ``summary_vs_<control>.txt`` (paired with that control); returns the text."""
+    sw = cfg.sweep
+    field, values = sw.field, list(sw.grid)
+    title = f"{field} sweep, {cfg.finetune.downstream.dataset}"
+    log_x = sw.log_x and _is_numeric(values)
+    metrics = metrics_of(rows, headline(cfg))
+    plot(rows, field, workdir, log_x, title, sw.get("store_dir", ""), metrics[:3])
+    summary = summarize(rows, metrics)
+    write_csv(summary, os.path.join(workdir, "summary.csv"), first=("value", "seeds"))
+    table = summary_table(summary)
+    with open(os.path.join(workdir, "summary.txt"), "w") as f:
+        f.write(table + "\n")
+    split = "validation" if all(m.endswith("_val_top1") for m in metrics) else "test"
+    text = (
+        f"{title} ({split} top-1 %, mean +- sd over seeds; d: paired difference to the "
+        f"random init of the same seeds, [95% t interval over seeds]):\n{table}"
+    )
+    for name in control_names(cfg):
+        if not any(r["value"] == name and r["init"] == "control" for r in rows):
+            continue
+        vs = summary_table(summarize(rows, metrics, baseline=name))
+        with open(os.path.join(workdir, f"summary_vs_{name}.txt"), "w") as f:
+            f.write(vs + "\n")
+        text += f"\n\nthe same, d paired with the control {name!r} of the same seeds:\n{vs}"
+    return text
