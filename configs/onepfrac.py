@@ -39,17 +39,20 @@ the same 200 steps. The paper's recipe is meant for ~300k steps.
 
 import ml_collections
 
-RECIPES = ("vit_ti", "mini")
+RECIPES = ("vit_ti", "small", "mini")
 
 
 def get_config(arg: str = "vit_ti") -> ml_collections.ConfigDict:
-    """The 1p-frac source with the recipe ``arg``: 'vit_ti' (the paper's) or 'mini' (CPU)."""
+    """The 1p-frac source with the recipe ``arg``: 'vit_ti' (the paper's), 'small' (its
+    scale-down for a CPU) or 'mini' (the memorisation regime, CPU)."""
     if arg not in RECIPES:
         raise ValueError(f"config argument {arg!r}: choose one of {RECIPES}")
     c = source_config()
     vit_ti(c)
     if arg == "mini":
         mini(c)
+    elif arg == "small":
+        small(c)
     return c
 
 
@@ -73,6 +76,9 @@ def source_config() -> ml_collections.ConfigDict:
     c.source.recompute_probs = False  # official: the base's map probabilities for every class
     c.source.data = "fixed"  # official: L fixed images; 'stream': fresh draws every step
     c.source.bank = False  # True: keep the L fixed images on the device instead of rendering
+    # 'true'; 'random': the drift control, labels drawn independently of the images (the
+    # same optimiser steps on data with nothing to learn)
+    c.source.labels = "true"
 
     # Rendering (fractaljax.render.RenderSpec): the official 512 px canvas, pad 6.
     c.render = ml_collections.ConfigDict()
@@ -171,3 +177,37 @@ def mini(c: ml_collections.ConfigDict) -> None:
     c.log_every = 50
     c.eval_batch_size = 256
     c.checkpoint_every = 200
+
+
+def small(c: ml_collections.ConfigDict) -> None:
+    """The paper's recipe scaled down for a 2-core CPU, in place, on top of :func:`vit_ti`.
+
+    What is kept: the official fixed data set drawn on a canvas 4x the model input and
+    cropped with random-resized-crop (antialiased), flips, RandAugment, random erasing,
+    mixup/cutmix, label smoothing, AdamW with warm-up and cosine. What is shrunk: the canvas
+    (128 px), the input (32 px), the model (``mu/4``: 4 blocks of width 128, 64 tokens of 4 px
+    as ViT-Ti/16 sees 196 of 16 px), L, the batch and the steps; how each was chosen:
+    docs/results/README.md ("The search for the small protocol").
+    """
+    c.source.num_classes = 16
+    c.source.bank = True  # the L fixed images rendered once, kept on the device (same images)
+
+    c.render.image_size = 128  # the canvas, 4x the input as 512 px is 2.3x 224 px
+    c.render.pad = 3
+    c.input_size = 32
+
+    c.model.variant = "mu/4"  # width 128, 4 blocks, 4 heads, 64 tokens; 0.94M params
+    c.model.drop_path = 0.0
+
+    c.batch_size = 128
+    c.total_steps = 1200
+    c.warmup_steps = 100
+    c.optim.lr = 2e-3  # x 128/512 -> 5e-4
+
+    c.augment.crop_scale = (0.25, 1.0)
+    c.augment.erase_prob = 0.25
+    c.augment.color_jitter = 0.0  # unused with RandAugment, as timm
+
+    c.log_every = 100
+    c.eval_batch_size = 256
+    c.checkpoint_every = 400
