@@ -484,7 +484,8 @@ def train_and_evaluate(
     on a fixed batch of ``eval_source`` (default: the training source, unaugmented).
 
     SIGTERM or SIGINT (pre-emption, Ctrl-C) end the loop at the next step boundary with a
-    checkpoint there, then raise :class:`~fractaljax.errors.Preempted`.
+    checkpoint there, then raise :class:`~fractaljax.errors.Preempted`. A run that already
+    reached ``total_steps`` returns the summary it wrote then (``summary.json``).
 
     Returns:
       A summary: ``first_loss``, ``last_loss``, eval metrics, ``steps``, ``seconds``,
@@ -497,6 +498,12 @@ def train_and_evaluate(
         source, model, schedule, tx, state, ckpt, start, restored = _set_up(
             config, workdir, source, allow_changes, mesh
         )
+    done_path = os.path.join(workdir, "summary.json")
+    if start >= config.total_steps and stop_at is None and os.path.exists(done_path):
+        ckpt.close()  # a finished run: its summary, not an empty one
+        with open(done_path) as f:
+            print(f"{workdir}: finished earlier at step {start}", flush=True)
+            return json.load(f)
     if start:
         state = state.replace(**restored)
         print(f"resumed from {ckpt.directory}/{start}", flush=True)

@@ -152,6 +152,11 @@ def test_resume_is_bit_identical(tmp_path):
     for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
         np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
     assert int(b["step"]) == 20
+    # A finished run, asked again, trains nothing and returns the summary it wrote.
+    again = train.train_and_evaluate(tiny_config(total_steps=20), str(straight))
+    assert again == json.loads((straight / "summary.json").read_text())
+    assert again["steps"] == 20 and np.isfinite(again["last_loss"])
+    assert Checkpoints(str(straight)).latest_step() == 20
 
 
 def test_nan_guard_stops_and_keeps_last_good_checkpoint(tmp_path):
