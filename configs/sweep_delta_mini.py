@@ -7,7 +7,7 @@ Mini protocol (one point ~7 minutes on a 2-core CPU; 3 seeds x (5 values + rando
 about 2 hours):
 * pre-training: configs/onepfrac.py:mini (32 px, 10k points in 3x3 patches, ViT 'mu/8':
   width 128, 4 blocks, 16 tokens) with the paper's L = 1000 classes, 1200 steps of batch
-  128 (154 images a class), flips + label smoothing;
+  128 (154 images a class), flips, RandAugment m9 and label smoothing;
 * fine-tuning: configs/finetune_mini.py, 5k labels, 300 SGD steps; and the few-label
   regime: 1k labels (100 a class), 300 steps;
 * probes: ridge on each block's pooled features, 10k train / 10k test images; and 1k train.
