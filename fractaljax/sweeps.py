@@ -246,9 +246,12 @@ def run_point(
         row = {"init": "random", "pretrain_seconds": 0.0}
         init = None
     else:
-        s = train.train_and_evaluate(pre, os.path.join(point_dir, "pretrain"))
-        pre, model, params = train.load_pretrained(os.path.join(point_dir, "pretrain"))
-        source = sources.make(pre, os.path.join(point_dir, "pretrain"))  # its cache, if any
+        # Points that differ only downstream share one pre-training run.
+        pre_dir = pretrain_dir(root, identity)
+        here["pretrain_dir"] = pre_dir
+        s = train.train_and_evaluate(pre, pre_dir)
+        pre, model, params = train.load_pretrained(pre_dir)
+        source = sources.make(pre, pre_dir)  # its cache, if any
         task = task_eval.task_accuracies(model, params, source, pre)
         row = {
             "init": "pretrained",
@@ -272,11 +275,26 @@ def run_point(
     return row
 
 
+def pretrain_dir(root: str, identity: dict) -> str:
+    """``<root>/pretrain/<key>``: the pre-training run of a point, keyed by its pre-training
+    config alone (:func:`point_identity`'s ``pretrain``), so that points that differ only in
+    their downstream evaluation (a fine-tuning recipe, say) train it once."""
+    key = point_key({"version": identity["version"], "pretrain": identity["pretrain"]})
+    return os.path.join(root, "pretrain", key)
+
+
+def _pretrain_log(row: dict) -> str:
+    """The metrics.jsonl of a point's pre-training (points from before shared pre-training
+    runs kept theirs in ``<point>/pretrain``)."""
+    where = row.get("pretrain_dir") or os.path.join(row.get("dir", ""), "pretrain")
+    return os.path.join(where, "metrics.jsonl")
+
+
 def write_stored(path: str, identity: dict, row: dict) -> None:
     """A point's result in the store (``sweep.store_dir``, small enough to commit): its
     identity, its result row and its pre-training loss curve. A sweep reads a point from
     there before it computes it, so committed results are reused on any machine."""
-    log = os.path.join(row["dir"], "pretrain", "metrics.jsonl")
+    log = _pretrain_log(row)
     curve = [[m["step"], m["loss"]] for m in read_jsonl(log)] if os.path.exists(log) else []
     os.makedirs(os.path.dirname(path), exist_ok=True)
     with open(path + ".tmp", "w") as f:
@@ -286,7 +304,7 @@ def write_stored(path: str, identity: dict, row: dict) -> None:
 
 def loss_curve(row: dict, store: str) -> list[tuple[int, float]]:
     """The pre-training loss curve of a pre-trained point: from its run, else its store file."""
-    log = os.path.join(row.get("dir", ""), "pretrain", "metrics.jsonl")
+    log = _pretrain_log(row)
     if os.path.exists(log):
         return [(m["step"], m["loss"]) for m in read_jsonl(log)]
     path = store and os.path.join(store, os.path.basename(row.get("dir", "")) + ".json")

@@ -209,3 +209,10 @@ def test_sweep_runs_the_drift_control_and_pairs_with_it(tmp_path, data_dir):
     assert "finetune_val_top1_diff" not in summary["drift"]
     # The stored points carry the same rows (the committed results of a sweep).
     assert len(list((tmp_path / "store").glob("*.json"))) == 3
+    # Another fine-tuning recipe is another point, but the same pre-training run.
+    cfg.sweep.random_init, cfg.sweep.controls = False, {}
+    cfg.finetune.total_steps = 8
+    (again,) = sweeps.run_sweep(cfg, str(tmp_path))
+    assert again["dir"] != rows[2]["dir"] and again["pretrain_dir"] == rows[2]["pretrain_dir"]
+    assert again["pretrain_last_loss"] == rows[2]["pretrain_last_loss"]
+    assert len(list((tmp_path / "pretrain").iterdir())) == 2  # drift and delta=0.5
