@@ -42,7 +42,9 @@ from fractaljax.errors import ConfigError
 
 _PRETRAINED = flags.DEFINE_string("pretrained", None, "A 1p-frac pre-training --workdir.")
 _SWEEP_CSV = flags.DEFINE_string("sweep_csv", "", "A Delta sweep's results.csv (optional).")
-_OUT = flags.DEFINE_string("out", "docs/inference", "Where to write the report.")
+_OUT = flags.DEFINE_string(
+    "out", "out/inference", "Where to write the report (docs/inference holds the committed one)."
+)
 _NOISE = flags.DEFINE_float("noise", 0.1, "Observation noise std per pixel.")
 _POOL = flags.DEFINE_integer("pool", 2, "Summary pooling.")
 _SIMS = flags.DEFINE_integer("sims", 1000, "Simulated observations for ESS, ECE and SBC.")

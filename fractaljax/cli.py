@@ -76,12 +76,75 @@ def define_config(preset: str, help_text: str = "Config file (ml_collections).")
     """
     from ml_collections import config_flags
 
+    _config_flags.add("config")
     try:
         return config_flags.DEFINE_config_file(
             "config", config_utils.preset(preset), help_text, lock_config=True
         )
     except (OSError, KeyError, AttributeError, TypeError, ValueError) as e:
         fail(_config_error(e, sys.argv))
+
+
+HELP_FLAGS = {"-h": "short", "--help": "short", "-help": "short", "--helpshort": "short",
+              "-helpshort": "short", "--helpfull": "full", "-helpfull": "full"}  # fmt: skip
+
+
+def _flag_line(flag) -> str:
+    default = "required" if flag.default is None and flag.name in _required_flags() else (
+        f"default: {flag.default_as_str or repr(flag.default)}"
+    )  # fmt: skip
+    text = " ".join(str(flag.help or "").split())
+    return f"  --{flag.name}: {text} ({default})"
+
+
+def _required_flags() -> set[str]:
+    # absl marks required flags with a validator whose message names the flag.
+    names = set()
+    for flag in flags.FLAGS._flags().values():
+        for v in getattr(flag, "validators", ()):
+            if "must have a value other than None" in str(getattr(v, "message", "")):
+                names.add(flag.name)
+    return names
+
+
+def _config_fields(config: ml_collections.ConfigDict, prefix: str = "") -> list[str]:
+    lines = []
+    for name, value in config.items():
+        if isinstance(value, ml_collections.ConfigDict):
+            lines += _config_fields(value, f"{prefix}{name}.")
+        else:
+            lines.append(f"  --config.{prefix}{name}={value!r}")
+    return lines
+
+
+def print_help(kind: str, multiprocess: bool) -> None:
+    """What ``--help`` prints: the command's docstring, its flags (with ``--helpfull`` also
+    every field of its config files, at their defaults), to stdout."""
+    main_module = sys.modules["__main__"]
+    print((main_module.__doc__ or "").strip() + "\n")
+    own = list(flags.FLAGS.get_flags_for_module(main_module))
+    shared = list(flags.FLAGS.get_flags_for_module(__name__))
+    configs = [f for f in shared if f.name in _config_flags]
+    process = [f for f in shared if f.name not in _config_flags]
+    print("flags:")
+    for f in configs + own:
+        print(_flag_line(f))
+    if multiprocess:
+        print("multi-process flags (docs/scaling.md):")
+        for f in process:
+            print(_flag_line(f))
+    for f in configs:
+        if kind == "full":
+            print(f"\nfields of --{f.name} ({f.default}), set with --{f.name}.FIELD=VALUE:")
+            try:
+                print("\n".join(_config_fields(f.value)))
+            except Exception as e:  # a help page must not fail on a broken config
+                print(f"  (cannot load it: {' '.join(str(e).split())})")
+        else:
+            print(f"\nevery field of --{f.name}: --helpfull")
+
+
+_config_flags: set[str] = set()
 
 
 def run(
@@ -97,6 +160,10 @@ def run(
     refuse those flags, since they write their outputs from every process.
     """
     argv = list(sys.argv if argv is None else argv)
+    asked = [HELP_FLAGS[a] for a in argv[1:] if a in HELP_FLAGS]
+    if asked:
+        print_help("full" if "full" in asked else "short", multiprocess)
+        _exit(0)
     try:
         rest = flags.FLAGS(argv)
         # Config files load lazily: load them now so their errors are reported here.

@@ -1,0 +1,62 @@
+"""Every entry point answers --help (and its variants) with its docstring and flags, exit 0."""
+
+import ast
+import os
+import subprocess
+import sys
+
+from conftest import REPO
+
+ENTRY_POINTS = sorted(
+    f[:-3]
+    for f in os.listdir(os.path.join(REPO, "experiments"))
+    if f.endswith(".py") and f[0] != "_"
+)
+
+
+def _docstring(module: str) -> str:
+    # Read, not imported: importing two entry points would define their flags twice.
+    with open(os.path.join(REPO, "experiments", f"{module}.py")) as f:
+        return ast.get_docstring(ast.parse(f.read())).strip()
+
+
+def _start(module: str, *args: str) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", f"experiments.{module}", *args],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def test_every_entry_point_answers_help():
+    assert len(ENTRY_POINTS) >= 12, ENTRY_POINTS
+    # All at once: each is a Python start-up and nothing more.
+    procs = {m: _start(m, "--help") for m in ENTRY_POINTS}
+    procs["probe -h"] = _start("probe", "-h")
+    procs["sweep --helpfull"] = _start("sweep", "--helpfull")
+    procs["pretrain --helpshort"] = _start("pretrain", "--helpshort")
+    outs = {}
+    for name, p in procs.items():
+        outs[name] = out, err = p.communicate(timeout=300)
+        assert p.returncode == 0, (name, err[-2000:])
+        module = name.split()[0]
+        doc = _docstring(module)
+        assert out.startswith(doc.splitlines()[0]), (name, out[:300])
+        assert "\nflags:\n  --" in out, (name, out[-500:])
+    out = outs["sweep --helpfull"][0]
+    # --helpfull lists the config's fields at their defaults, settable as shown.
+    assert "--config.sweep.seeds=(0, 1, 2)" in out and "--config.pretrain.source.delta=0.1" in out
+
+
+def test_help_names_required_flags_and_the_multiprocess_ones():
+    out = subprocess.run(
+        [sys.executable, "-m", "experiments.pretrain", "--help"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    ).stdout
+    assert "--workdir: Run directory (resumed if it has checkpoints). (required)" in out
+    assert "multi-process flags" in out and "--coordinator_address" in out
