@@ -54,18 +54,70 @@ def _exit(status: int) -> None:
     os._exit(status)
 
 
+def _load_config_file(spec: str) -> ml_collections.ConfigDict | None:
+    """The config of ``path.py[:arg]``, or None if it cannot be loaded."""
+    import importlib.util
+
+    path, _, arg = spec.partition(":")
+    try:
+        module_spec = importlib.util.spec_from_file_location("_config_for_error", path)
+        module = importlib.util.module_from_spec(module_spec)
+        module_spec.loader.exec_module(module)
+        return module.get_config(*([arg] if arg else []))
+    except Exception:
+        return None
+
+
+def _unknown_field(argv: Sequence[str]) -> str | None:
+    """``--config.a.b=v: unknown field 'b' in config.a; did you mean ...`` for the first
+    override whose path the config file lacks, or None if none can be found."""
+    import difflib
+
+    specs = [a.split("=", 1)[1] for a in argv if a.startswith("--config=")]
+    spec = specs[-1] if specs else _config_defaults.get("config")
+    config = _load_config_file(spec) if spec else None
+    if config is None:
+        return None
+    for arg in argv:
+        if not arg.startswith("--config."):
+            continue
+        path = arg[len("--config.") :].split("=", 1)[0].split(".")
+        node, where = config, "config"
+        for name in path:
+            if not isinstance(node, ml_collections.ConfigDict):
+                return f"{arg}: {where} is a value ({node!r}), it has no field {name!r}"
+            if name not in node:
+                close = difflib.get_close_matches(name, list(node.keys()), n=3, cutoff=0.5)
+                hint = f"did you mean {' or '.join(repr(c) for c in close)}? " if close else ""
+                return (
+                    f"{arg.split('=')[0]}: unknown field {name!r} in {where}; {hint}"
+                    f"its fields: {', '.join(node.keys())} (all: --helpfull)"
+                )
+            node, where = node[name], f"{where}.{name}"
+    return None
+
+
+def _config_file_error(msg: str) -> str:
+    """The exception a config file raised, from ml_collections' message that embeds its
+    whole traceback: its last line, e.g. ``ValueError: config argument 'tiny': ...``."""
+    lines = [ln.strip() for ln in msg.splitlines() if ln.strip()]
+    tail = [ln for ln in lines if ln.split(":")[0].endswith(("Error", "Exception"))]
+    return tail[-1] if tail else " ".join(msg.split())
+
+
 def _config_error(e: Exception, argv: Sequence[str]) -> str:
     """One line for a failure to load a config file or apply a ``--config.x=y`` override."""
     msg = str(e).strip().strip("\"'")
     if isinstance(e, (KeyError, AttributeError)):
+        found = _unknown_field(argv)
+        if found:
+            return found
         missing = msg.split("'")[1] if "'" in msg else msg.split()[0]
-        bad = [a for a in argv if a.startswith("--config.") and missing in a.split("=")[0]]
-        where = bad[0] if bad else f"'{missing}'"
-        return f"{where}: unknown config field '{missing}'; see the config file for its fields"
+        return f"unknown config field {missing!r}; every field: --helpfull"
     if isinstance(e, OSError) and "Failed loading config file" in msg:
         path = [ln.strip() for ln in msg.splitlines() if ln.strip().endswith(".py")]
         return f"--config: cannot load {path[0] if path else msg.splitlines()[0]} (no such file?)"
-    return f"bad config: {' '.join(msg.split())}"
+    return f"bad config: {_config_file_error(msg)}"
 
 
 def define_config(preset: str, help_text: str = "Config file (ml_collections).") -> Any:
@@ -77,6 +129,7 @@ def define_config(preset: str, help_text: str = "Config file (ml_collections).")
     from ml_collections import config_flags
 
     _config_flags.add("config")
+    _config_defaults["config"] = config_utils.preset(preset)
     try:
         return config_flags.DEFINE_config_file(
             "config", config_utils.preset(preset), help_text, lock_config=True
@@ -145,6 +198,7 @@ def print_help(kind: str, multiprocess: bool) -> None:
 
 
 _config_flags: set[str] = set()
+_config_defaults: dict[str, str] = {}  # flag name -> its default config file
 
 
 def run(
@@ -173,7 +227,11 @@ def run(
             if isinstance(value, ml_collections.ConfigDict):
                 config_utils.check_finite(value)
     except flags.Error as e:
-        fail(f"{e} (see --help)")
+        text = str(e)
+        if "Error whilst parsing config file" in text:  # raised inside the config file
+            spec = text.split(": Error whilst", 1)[0].replace("flag ", "", 1)
+            fail(f"{spec}: {_config_file_error(text)}")
+        fail(f"{text} (see --help)")
     except UserError as e:
         fail(str(e))
     except SyntaxError as e:

@@ -44,6 +44,9 @@ CASES = [
     ("crop", "pretrain", ["--config.augment.crop_scale=(0.5,)"], "augment.crop_scale"),
     ("decay", "pretrain", ["--config.optim.decay_rule=none"], "optim.decay_rule"),
     ("unknown_field", "pretrain", ["--config.nonsense=1"], "nonsense"),
+    ("near_field", "pretrain", ["--config.source.delt=0.1"],
+     "--config.source.delt: unknown field 'delt' in config.source; did you mean 'delta'"),
+    ("labels", "pretrain", ["--config.source.labels=shuffled"], "source.labels='shuffled'"),
     ("source_name", "pretrain", ["--config.source.name=imagenet"], "source.name"),
     ("sigma", "pretrain", ["--config.source.sigma=7.0"], "source.sigma"),
     ("patch", "pretrain", ["--config.render.patch=blur"], "render.patch"),
@@ -51,7 +54,8 @@ CASES = [
     # experiments.pretrain: files, flags, devices, resume
     ("no_config", "pretrain", ["--config=configs/no_such_preset.py"], "--config"),
     ("syntax", "pretrain", ["--config={syntax}"], "syntax error"),
-    ("config_arg", "pretrain", ["--config=configs/fractaldb.py:huge"], "huge"),
+    ("config_arg", "pretrain", ["--config=configs/fractaldb.py:huge"],
+     "--config=configs/fractaldb.py:huge: ValueError: config argument 'huge'"),
     ("image_path", "pretrain", ["--config=configs/real_image.py:mini",
                                 "--config.source.image_path=no_such.jpg"], "no_such.jpg"),
     ("unwritable", "pretrain", ["--workdir={file}/run"], "--workdir"),
@@ -84,11 +88,18 @@ CASES = [
      "config.json"),
     ("finetune_lr", "finetune", ["--pretrained={pre}", "--workdir={new}",
                                  "--config.optim.lr=inf"], "optim.lr=inf"),
+    ("probe_val_size", "probe", ["--pretrained={pre}", "--out={new}",
+                                 "--config.downstream.dataset=digits",
+                                 "--config.downstream.data_dir={new}_tfds",
+                                 "--config.downstream.val_size=99999"], "downstream.val_size"),
     # experiments.sweep
     ("sweep_field", "sweep", ["--workdir={new}", "--config.sweep.field=source.nope"],
      "source.nope"),
     ("sweep_source", "sweep", ["--workdir={new}", "--config.sweep.field=source",
                                "--config.sweep.grid=('nope',)"], "configs/nope.py"),
+    # experiments.search
+    ("search_variant", "search", ["--workdir={new}", "--config.search.variants_run=('Z',)"],
+     "no variant 'Z'"),
 ]  # fmt: skip
 
 
@@ -156,4 +167,4 @@ def test_the_finished_run_is_untouched(outcomes):
 
 def test_the_table_covers_every_command():
     assert len(CASES) >= 30
-    assert {c[1] for c in CASES} == {"pretrain", "render", "probe", "finetune", "sweep"}
+    assert {c[1] for c in CASES} == {"pretrain", "render", "probe", "finetune", "sweep", "search"}
