@@ -269,21 +269,34 @@ def random_init(pre: ml_collections.ConfigDict, seed: int):
     return model, jax.jit(model.init)(train.init_key(seed), x)["params"]
 
 
-def plot_probe(results: dict[str, dict[str, dict[str, float]]], path: str, title: str) -> None:
-    """Per-layer probe accuracy, one line per model: ``{model: {layer: {'accuracy'}}}``."""
+def plot_probe(
+    results: dict[str, dict[str, dict[str, float]]],
+    path: str,
+    title: str,
+    best: dict[str, str] | None = None,
+) -> None:
+    """Per-layer probe accuracy, one line per model: ``{model: {layer: {'accuracy'}}}``;
+    ``best`` (``{model: layer}``, chosen on validation) is ringed. The y-axis starts at 0
+    (a zoomed axis would magnify a point's gap into a chasm)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(6, 3.5))
-    for name, layers in results.items():
-        ax.plot(list(layers), [100 * v["accuracy"] for v in layers.values()], "o-", label=name)
-    ax.set_xlabel("layer")
-    ax.set_ylabel("linear probe top-1 (%)")
+    fig, ax = plt.subplots(figsize=(6.5, 4))
+    for i, (name, layers) in enumerate(results.items()):
+        color = f"C{i}"
+        ys = [100 * v["accuracy"] for v in layers.values()]
+        ax.plot(list(layers), ys, "o-", color=color, label=name)
+        if best and name in best:
+            x = list(layers).index(best[name])
+            ax.plot([x], [ys[x]], "o", ms=13, mfc="none", mec=color, mew=1.5)
+    ax.set_ylim(0, 100)
+    ax.set_xlabel("layer" + ("  (ringed: chosen on validation)" if best else ""))
+    ax.set_ylabel("linear probe test top-1 (%)")
     ax.set_title(title)
     ax.grid(alpha=0.3)
-    ax.legend()
+    ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)

@@ -382,7 +382,9 @@ def plot(
     _save(fig, ax, "pre-training step", "LPCE (train, augmented)", title, path)
 
     layers = {r["point"]: ft_lib.probe_layers_of(r) for r in rows}
-    ft_lib.plot_probe(layers, os.path.join(workdir, "probe.png"), f"{title}: probes per layer")
+    best = {r["point"]: r["probe_best_layer"] for r in rows if r.get("probe_best_layer")}
+    path = os.path.join(workdir, "probe.png")
+    ft_lib.plot_probe(layers, path, f"{title}: probes per layer", best=best)
 
 
 def _save(fig, ax, xlabel: str, ylabel: str, title: str, path: str) -> None:

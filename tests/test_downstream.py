@@ -117,6 +117,11 @@ def test_probe_and_finetune_cli(run, tmp_path, data_dir):
     assert res.returncode == 0, res.stderr[-2000:]
     out = json.loads((pre / "probe.json").read_text())
     assert set(out["results"]) == {"pre-trained", "random init"}
+    # The reported layer is the validation's choice, printed and stored, not the best test.
+    for name, layers in out["results"].items():
+        best = out["best_layer"][name]
+        assert best == max(layers, key=lambda k: layers[k]["val_accuracy"])
+        assert f"{name}: best layer on validation {best}" in res.stdout
     assert (pre / "probe.png").stat().st_size > 1000
     res = run(
         "experiments.finetune",
