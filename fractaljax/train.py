@@ -435,6 +435,26 @@ def transfer_params(init: dict, pretrained: dict) -> dict:
     }
 
 
+# Images seen above which a run is paper-scale work, not a CPU job (the small recipe sees
+# 154k, the paper's pre-training 61M).
+CPU_IMAGE_BUDGET = 5_000_000
+
+
+def warn_if_paper_scale_on_cpu(config: ml_collections.ConfigDict, start: int = 0) -> bool:
+    """Print a warning (and return True) before a paper-scale run starts on a CPU."""
+    images = (config.total_steps - start) * config.batch_size
+    if jax.default_backend() != "cpu" or images <= CPU_IMAGE_BUDGET:
+        return False
+    print(
+        f"warning: {config.total_steps - start:,} steps of batch {config.batch_size} "
+        f"({config.model.variant}, {images / 1e6:.0f}M images) is paper-scale work and will "
+        "take weeks on a CPU (the ETA is printed at the first log line); use a GPU/TPU "
+        "(README: Paper scale on one GPU), or a CPU recipe such as configs/onepfrac.py:small",
+        flush=True,
+    )
+    return True
+
+
 def _set_up(config, workdir, source, allow_changes, mesh):
     """Everything before the first step; bad input here leaves the workdir as it was."""
     prepare_workdir(workdir)
@@ -521,6 +541,7 @@ def train_and_evaluate(
         flush=True,
     )
 
+    warn_if_paper_scale_on_cpu(config, start)
     layout = jax.tree.map(lambda x: x.sharding, state)
     if config.get("param_sharding", "replicated") != "replicated":
         print(

@@ -159,6 +159,15 @@ def test_resume_is_bit_identical(tmp_path):
     assert Checkpoints(str(straight)).latest_step() == 20
 
 
+def test_paper_scale_on_a_cpu_is_warned_about(capsys):
+    assert train.warn_if_paper_scale_on_cpu(onepfrac.get_config("vit_ti"))
+    assert "paper-scale work and will take weeks on a CPU" in capsys.readouterr().out
+    for recipe in ("small", "mini"):
+        assert not train.warn_if_paper_scale_on_cpu(onepfrac.get_config(recipe))
+    # Resuming near the end is no longer paper-scale work.
+    assert not train.warn_if_paper_scale_on_cpu(onepfrac.get_config("vit_ti"), start=239_990)
+
+
 def test_nan_guard_stops_and_keeps_last_good_checkpoint(tmp_path):
     c = tiny_config(
         total_steps=40, checkpoint_every=1, log_every=1, warmup_steps=20, **{"optim.lr": 1e9}
