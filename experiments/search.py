@@ -35,6 +35,11 @@ _CONFIG = cli.define_config("search_small", "Search config file.")
 _FINISHED = flags.DEFINE_bool(
     "only_finished", False, "Tables of the finished points only; compute nothing."
 )
+_UPDATE = flags.DEFINE_bool(
+    "update_store",
+    False,
+    "Also write each new point into sweep.store_dir (the committed store; read either way).",
+)
 _WORKDIR = flags.DEFINE_string("workdir", None, "Tables (default: search.workdir).")
 
 
@@ -114,7 +119,7 @@ def main(argv) -> None:
         key = (vc.finetune.to_json(), train.input_size(vc.pretrain), vc.pretrain.render.channels)
         if compute and key != data_key:  # downstream arrays at this variant's input
             data, data_key = sweeps.load_data(vc), key
-        rows = sweeps.run_sweep(vc, os.path.join(workdir, name), compute, data)
+        rows = sweeps.run_sweep(vc, os.path.join(workdir, name), compute, data, _UPDATE.value)
         for r in rows:
             r["variant"] = name
         all_rows += rows

@@ -43,6 +43,11 @@ _CONFIG = cli.define_config("sweep_delta_mini", "Sweep config file.")
 _FINISHED = flags.DEFINE_bool(
     "only_finished", False, "Tables and plots of the finished points only; compute nothing."
 )
+_UPDATE = flags.DEFINE_bool(
+    "update_store",
+    False,
+    "Also write each new point into sweep.store_dir (the committed store; read either way).",
+)
 _WORKDIR = flags.DEFINE_string(
     "workdir", None, "Tables and plots (default: sweep.workdir); points: sweep.points_dir."
 )
@@ -55,7 +60,7 @@ def main(argv) -> None:
     sweeps.check_points(cfg)
     t0 = time.perf_counter()
     train.prepare_workdir(workdir, cfg)
-    rows = sweeps.run_sweep(cfg, workdir, compute=not _FINISHED.value)
+    rows = sweeps.run_sweep(cfg, workdir, compute=not _FINISHED.value, update_store=_UPDATE.value)
     if not rows:
         raise UserError(
             f"sweep {cfg.sweep.field}: no finished point yet; run it without --only_finished"

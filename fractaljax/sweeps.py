@@ -205,13 +205,24 @@ def point_label(field: str, value, seed: int, control: str | None = None) -> str
 
 
 def run_point(
-    cfg, field, value, seed, data, workdir, compute: bool = True, control: str | None = None
+    cfg,
+    field,
+    value,
+    seed,
+    data,
+    workdir,
+    compute: bool = True,
+    control: str | None = None,
+    update_store: bool = False,
 ) -> dict | None:
     """Pre-train (or not: ``value is None`` is the random init) and evaluate one point;
     ``control`` names a control of ``sweep.controls`` to run instead of a value.
 
     The point lives in ``<sweep.points_dir or workdir>/points/<key>`` (see
-    :func:`point_identity`); a finished one (its ``result.json`` exists) is read back.
+    :func:`point_identity`); a finished one (its ``result.json``, or its file in the store
+    ``sweep.store_dir``) is read back. A new point's store file is written into its own
+    directory (``stored.json``), and into the store only with ``update_store`` (the stores
+    of the sweeps here are committed in docs/results: a sweep adds to them only when asked).
     """
     t0 = time.perf_counter()
     name = point_label(field, value, seed, control)
@@ -270,7 +281,8 @@ def run_point(
     with open(path + ".tmp", "w") as f:
         json.dump(row, f, indent=2)
     os.replace(path + ".tmp", path)  # a point counts as done only once written whole
-    if store:
+    write_stored(os.path.join(point_dir, "stored.json"), identity, row)
+    if store and update_store:
         write_stored(stored, identity, row)
     return row
 
@@ -476,7 +488,9 @@ def load_data(cfg) -> ft_lib.Splits:
     )
 
 
-def run_sweep(cfg, workdir: str, compute: bool = True, data=None) -> list[dict]:
+def run_sweep(
+    cfg, workdir: str, compute: bool = True, data=None, update_store: bool = False
+) -> list[dict]:
     """Every point of ``cfg`` (computed, or read back; with ``compute`` False only those
     finished), seed by seed: the random init, the controls, then the values, so a sweep
     stopped part-way still has whole, paired seeds to summarise. Returns their rows."""
@@ -509,7 +523,7 @@ def run_sweep(cfg, workdir: str, compute: bool = True, data=None) -> list[dict]:
     t0 = time.perf_counter()
     rows, missing = [], []
     for i, (value, seed, control) in enumerate(points):
-        row = run_point(cfg, field, value, seed, data, workdir, compute, control)
+        row = run_point(cfg, field, value, seed, data, workdir, compute, control, update_store)
         if row is None:
             missing.append(point_label(field, value, seed, control))
             continue

@@ -1,6 +1,8 @@
 """The pieces of a protocol that can show the paper's effect: validation splits, learning
 rates chosen on them, the drift control, accuracy on redrawn classes, controls in sweeps."""
 
+import os
+
 import jax
 import jax.numpy as jnp
 import ml_collections
@@ -185,7 +187,7 @@ def test_sweep_runs_the_drift_control_and_pairs_with_it(tmp_path, data_dir):
     from fractaljax import sweeps
 
     cfg = tiny_sweep(tmp_path, data_dir)
-    rows = sweeps.run_sweep(cfg, str(tmp_path))
+    rows = sweeps.run_sweep(cfg, str(tmp_path), update_store=True)
     assert [r["point"] for r in rows] == [
         f"{p}_seed0" for p in ("random_init", "drift", "delta=0.5")
     ]
@@ -212,7 +214,9 @@ def test_sweep_runs_the_drift_control_and_pairs_with_it(tmp_path, data_dir):
     # Another fine-tuning recipe is another point, but the same pre-training run.
     cfg.sweep.random_init, cfg.sweep.controls = False, {}
     cfg.finetune.total_steps = 8
-    (again,) = sweeps.run_sweep(cfg, str(tmp_path))
+    (again,) = sweeps.run_sweep(cfg, str(tmp_path))  # not into the store: not asked
     assert again["dir"] != rows[2]["dir"] and again["pretrain_dir"] == rows[2]["pretrain_dir"]
     assert again["pretrain_last_loss"] == rows[2]["pretrain_last_loss"]
     assert len(list((tmp_path / "pretrain").iterdir())) == 2  # drift and delta=0.5
+    assert len(list((tmp_path / "store").glob("*.json"))) == 3
+    assert os.path.exists(os.path.join(again["dir"], "stored.json"))

@@ -43,7 +43,7 @@ def test_sweep_writes_results_and_resumes(run, tmp_path):
         f"--config.sweep.store_dir={tmp_path}/store",
         *FLAGS,
     ]
-    res = run(*args)
+    res = run(*args, "--update_store")
     assert res.returncode == 0, res.stderr[-3000:]
     with open(tmp_path / "results.csv") as f:
         rows = list(csv.DictReader(f))
