@@ -22,15 +22,21 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import gzip
+import hashlib
+import io
 import logging
 import os
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-import tensorflow_datasets as tfds
 
 from fractaljax.errors import DataError
+
+try:
+    import tensorflow_datasets as tfds
+except ImportError:  # an image without TFDS (e.g. a bare accelerator machine): see load()
+    tfds = None
 
 DEFAULT_DATA_DIR = os.path.join(os.path.expanduser("~"), "tensorflow_datasets")
 FASHION_MNIST_DIR = "/usr/share/datasets/fashion-mnist"
@@ -50,61 +56,89 @@ def _read_idx(path: str) -> np.ndarray:
     return np.frombuffer(data, np.uint8, offset=4 + 4 * ndim).reshape(dims)
 
 
-def _features(shape: tuple[int, int, int], num_classes: int):
-    # Tensor rather than Image: Image's PNG encoding needs TensorFlow.
-    return tfds.features.FeaturesDict(
-        {
-            "image": tfds.features.Tensor(shape=shape, dtype=np.uint8),
-            "label": tfds.features.ClassLabel(num_classes=num_classes),
-        }
-    )
+def fashion_mnist_arrays(split: str, source_dir: str) -> tuple[np.ndarray, np.ndarray]:
+    """Fashion-MNIST's ``split`` from its idx files: ``uint8[N, 28, 28, 1]``, ``int[N]``."""
+    images, labels = (_read_idx(os.path.join(source_dir, f)) for f in FASHION_FILES[split])
+    return images[..., None], labels
 
 
-class FashionMnistLocal(tfds.core.GeneratorBasedBuilder):
-    """Fashion-MNIST (Xiao et al. 2017) from local idx files; 60k train, 10k test, 28x28."""
+# scikit-learn's digits: the first 1,297 images train, the last 500 test.
+DIGITS_SPLITS = {"train": slice(0, 1297), "test": slice(1297, None)}
 
-    VERSION = tfds.core.Version("1.0.0")
-    source_dir = FASHION_MNIST_DIR  # set before preparing to read another directory
 
-    def _info(self):
-        return tfds.core.DatasetInfo(
-            builder=self, features=_features((28, 28, 1), 10), supervised_keys=("image", "label")
+def digits_arrays(split: str) -> tuple[np.ndarray, np.ndarray]:
+    """scikit-learn's 8x8 digits' ``split``: ``uint8[N, 8, 8, 1]`` (0..16 scaled to 0..255)."""
+    from sklearn.datasets import load_digits
+
+    d = load_digits()
+    images = np.round(d.images * 255.0 / 16.0).astype(np.uint8)[..., None]
+    return images[DIGITS_SPLITS[split]], d.target[DIGITS_SPLITS[split]]
+
+
+def _digits_keys(split: str) -> range:
+    return range(1797)[DIGITS_SPLITS[split]]
+
+
+def tfds_order(keys, split: str) -> np.ndarray:
+    """The order in which TFDS stores a split's examples: sorted by the md5 of the split
+    name and the example's key (``tensorflow_datasets.core.hashing``; a stable order that
+    TFDS changes only with a major version). Indices into ``keys``."""
+    digest = lambda k: hashlib.md5(f"{split}{k}".encode()).hexdigest()
+    return np.asarray(sorted(range(len(keys)), key=lambda i: digest(keys[i])), np.int64)
+
+
+if tfds is not None:  # the offline builders, registered with TFDS when it is here
+
+    def _features(shape: tuple[int, int, int], num_classes: int):
+        # Tensor rather than Image: Image's PNG encoding needs TensorFlow.
+        return tfds.features.FeaturesDict(
+            {
+                "image": tfds.features.Tensor(shape=shape, dtype=np.uint8),
+                "label": tfds.features.ClassLabel(num_classes=num_classes),
+            }
         )
 
-    def _split_generators(self, dl_manager):
-        del dl_manager
-        return {split: self._generate_examples(split) for split in FASHION_FILES}
+    class FashionMnistLocal(tfds.core.GeneratorBasedBuilder):
+        """Fashion-MNIST (Xiao et al. 2017) from local idx files; 60k train, 10k test, 28x28."""
 
-    def _generate_examples(self, split):
-        images, labels = (_read_idx(os.path.join(self.source_dir, f)) for f in FASHION_FILES[split])
-        for i, (img, lab) in enumerate(zip(images, labels)):
-            yield i, {"image": img[..., None], "label": int(lab)}
+        VERSION = tfds.core.Version("1.0.0")
+        source_dir = FASHION_MNIST_DIR  # set before preparing to read another directory
 
+        def _info(self):
+            return tfds.core.DatasetInfo(
+                builder=self,
+                features=_features((28, 28, 1), 10),
+                supervised_keys=("image", "label"),
+            )
 
-class SklearnDigits(tfds.core.GeneratorBasedBuilder):
-    """scikit-learn's 8x8 digits: 1,797 images; the first 1,297 train, the last 500 test."""
+        def _split_generators(self, dl_manager):
+            del dl_manager
+            return {split: self._generate_examples(split) for split in FASHION_FILES}
 
-    VERSION = tfds.core.Version("1.0.0")
+        def _generate_examples(self, split):
+            images, labels = fashion_mnist_arrays(split, self.source_dir)
+            for i, (img, lab) in enumerate(zip(images, labels)):
+                yield i, {"image": img, "label": int(lab)}
 
-    def _info(self):
-        return tfds.core.DatasetInfo(
-            builder=self, features=_features((8, 8, 1), 10), supervised_keys=("image", "label")
-        )
+    class SklearnDigits(tfds.core.GeneratorBasedBuilder):
+        """scikit-learn's 8x8 digits: 1,797 images; the first 1,297 train, the last 500 test."""
 
-    def _split_generators(self, dl_manager):
-        del dl_manager
-        return {
-            "train": self._generate_examples(0, 1297),
-            "test": self._generate_examples(1297, None),
-        }
+        VERSION = tfds.core.Version("1.0.0")
 
-    def _generate_examples(self, start, stop):
-        from sklearn.datasets import load_digits
+        def _info(self):
+            return tfds.core.DatasetInfo(
+                builder=self, features=_features((8, 8, 1), 10), supervised_keys=("image", "label")
+            )
 
-        d = load_digits()
-        images = np.round(d.images * 255.0 / 16.0).astype(np.uint8)[..., None]
-        for i in range(start, stop or len(images)):
-            yield i, {"image": images[i], "label": int(d.target[i])}
+        def _split_generators(self, dl_manager):
+            del dl_manager
+            return {split: self._generate_examples(split) for split in ("train", "test")}
+
+        def _generate_examples(self, split):
+            images, labels = digits_arrays(split)
+            # Keys are indices into the 1,797 images (they decide TFDS's stored order).
+            for key, img, lab in zip(_digits_keys(split), images, labels):
+                yield key, {"image": img, "label": int(lab)}
 
 
 # Downstream name -> the builder shipped here that makes it offline.
@@ -141,8 +175,21 @@ def _prepared(name: str, data_dir: str) -> bool:
     )
 
 
+def _missing_fashion(src: str) -> str:
+    return (
+        f"dataset fashion_mnist: idx files not found in {src}; install them with "
+        f"'apt-get install -y dataset-fashion-mnist' (Debian), set "
+        f"--config.downstream.source_dir to a folder holding them, or use "
+        f"--config.downstream.dataset=digits"
+    )
+
+
 def prepare(name: str, data_dir: str, source_dir: str | None = None) -> str:
-    """Make ``name`` readable from ``data_dir``; return the TFDS builder name to read."""
+    """Make ``name`` readable from ``data_dir``; return the TFDS builder name to read
+    (without TFDS: check that the offline set's files are there, return ``name``)."""
+    if tfds is None:
+        _load_without_tfds(name, "test", source_dir, 1)
+        return name
     with _quiet_tfds():
         return _prepare(name, data_dir, source_dir)
 
@@ -167,20 +214,21 @@ def _prepare(name: str, data_dir: str, source_dir: str | None) -> str:
     if name == "fashion_mnist":
         src = source_dir or FASHION_MNIST_DIR
         if not fashion_mnist_available(src):
-            raise DataError(
-                f"dataset fashion_mnist: idx files not found in {src}; install them with "
-                f"'apt-get install -y dataset-fashion-mnist' (Debian), set "
-                f"--config.downstream.source_dir to a folder holding them, or use "
-                f"--config.downstream.dataset=digits"
-            )
+            raise DataError(_missing_fashion(src))
         FashionMnistLocal.source_dir = src
     try:
-        builder.download_and_prepare()
+        # One line instead of TFDS's progress bars (carriage returns) and messages.
+        tfds.disable_progress_bar()
+        with contextlib.redirect_stdout(io.StringIO()):
+            builder.download_and_prepare()
     except OSError as e:
         raise DataError(
             f"--config.downstream.data_dir={data_dir}: cannot prepare {name} there ({e}); "
             f"pick a writable directory"
         ) from None
+    finally:
+        tfds.enable_progress_bar()
+    print(f"prepared {name} once, as TFDS {builder_name} in {data_dir}", flush=True)
     return builder_name
 
 
@@ -200,7 +248,14 @@ def load(
     source_dir: str | None = None,
     limit: int | None = None,
 ) -> Split:
-    """Read a split as arrays (the first ``limit`` examples if given)."""
+    """Read a split as arrays (the first ``limit`` examples if given).
+
+    Without TFDS installed, the two offline sets are read straight from their files: the
+    same arrays in the same order (:func:`tfds_order`) as through their TFDS builders, so
+    results do not depend on whether TFDS is installed; other sets need TFDS.
+    """
+    if tfds is None:
+        return _load_without_tfds(name, split, source_dir, limit)
     data_dir = data_dir or DEFAULT_DATA_DIR
     builder_name = prepare(name, data_dir, source_dir)
     try:
@@ -214,6 +269,25 @@ def load(
     images = np.stack([r["image"] for r in rows]).astype(np.uint8)
     labels = np.asarray([r["label"] for r in rows], np.int32)
     return Split(images, labels, info.features["label"].num_classes)
+
+
+def _load_without_tfds(name: str, split: str, source_dir: str | None, limit: int | None) -> Split:
+    if name == "fashion_mnist":
+        src = source_dir or FASHION_MNIST_DIR
+        if not fashion_mnist_available(src):
+            raise DataError(_missing_fashion(src))
+        images, labels = fashion_mnist_arrays(split, src)
+        order = tfds_order(range(len(labels)), split)
+    elif name == "digits":
+        images, labels = digits_arrays(split)
+        order = tfds_order(_digits_keys(split), split)
+    else:
+        raise DataError(
+            f"dataset {name!r} needs tensorflow-datasets (pip install tensorflow-datasets); "
+            "without it only fashion_mnist and digits are read"
+        )
+    order = order[: len(order) if limit is None else limit]  # TFDS's order, as through it
+    return Split(images[order].astype(np.uint8), np.asarray(labels[order], np.int32), 10)
 
 
 def to_model_input(images_u8: np.ndarray | jax.Array, size: int, channels: int = 3) -> jax.Array:

@@ -43,6 +43,29 @@ def test_fashion_mnist_builder_reads_the_real_files(data_dir):
     assert 60 < te.images.mean() < 90  # real clothes, not blank or noise
 
 
+def test_without_tfds_the_offline_sets_are_the_same_arrays(data_dir, tmp_path, monkeypatch, capfd):
+    """A machine without tensorflow-datasets (a bare accelerator image) reads fashion_mnist
+    and digits from their files, in the order TFDS stores them: the same downstream data."""
+    sets = [("digits", "train"), ("digits", "test")]
+    if downstream.fashion_mnist_available():
+        sets.append(("fashion_mnist", "test"))
+    capfd.readouterr()
+    through = {
+        s: downstream.load(*s, str(tmp_path) if s[0] == "digits" else data_dir) for s in sets
+    }
+    out = capfd.readouterr()
+    # Preparing a set is one line, not TFDS's progress bars.
+    assert "\r" not in out.out + out.err and "prepared digits once" in out.out, out
+    monkeypatch.setattr(downstream, "tfds", None)
+    for s, a in through.items():
+        b = downstream.load(*s)
+        np.testing.assert_array_equal(a.images, b.images)
+        np.testing.assert_array_equal(a.labels, b.labels)
+        assert a.num_classes == b.num_classes
+    with pytest.raises(UserError, match="needs tensorflow-datasets"):
+        downstream.load("cifar100", "test")
+
+
 def test_missing_fashion_files_say_how_to_get_them(tmp_path):
     with pytest.raises(UserError, match="apt-get install -y dataset-fashion-mnist"):
         downstream.load("fashion_mnist", "test", str(tmp_path), source_dir=str(tmp_path / "x"))
