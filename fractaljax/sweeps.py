@@ -493,7 +493,9 @@ def run_sweep(
 ) -> list[dict]:
     """Every point of ``cfg`` (computed, or read back; with ``compute`` False only those
     finished), seed by seed: the random init, the controls, then the values, so a sweep
-    stopped part-way still has whole, paired seeds to summarise. Returns their rows."""
+    stopped part-way still has whole, paired seeds to summarise. With
+    ``sweep.time_budget_minutes`` no point starts once that much time has passed (a point
+    under way finishes). Returns their rows."""
     sw = cfg.sweep
     field, values, seeds = sw.field, list(sw.grid), list(sw.seeds)
     controls = control_names(cfg)
@@ -521,8 +523,12 @@ def run_sweep(
         flush=True,
     )
     t0 = time.perf_counter()
+    budget = 60 * float(sw.get("time_budget_minutes", 0) or 0)
     rows, missing = [], []
     for i, (value, seed, control) in enumerate(points):
+        if compute and budget and time.perf_counter() - t0 > budget:
+            print(f"time budget of {budget / 60:g} min spent: no new point starts", flush=True)
+            compute = False  # finished points are still read back
         row = run_point(cfg, field, value, seed, data, workdir, compute, control, update_store)
         if row is None:
             missing.append(point_label(field, value, seed, control))

@@ -220,3 +220,68 @@ def test_sweep_runs_the_drift_control_and_pairs_with_it(tmp_path, data_dir):
     assert len(list((tmp_path / "pretrain").iterdir())) == 2  # drift and delta=0.5
     assert len(list((tmp_path / "store").glob("*.json"))) == 3
     assert os.path.exists(os.path.join(again["dir"], "stored.json"))
+
+
+def test_gpu_protocol_runs_on_the_cpu_at_a_tiny_size(tmp_path, data_dir):
+    """configs/sweep_delta_gpu.py end to end (its four points, drift control included) with
+    the model, canvas, steps and data shrunk: what a lent GPU would run, checked here."""
+    from configs import sweep_delta_gpu
+    from fractaljax import sweeps
+
+    cfg = sweep_delta_gpu.get_config()
+    cfg.update_from_flattened_dict(
+        {
+            "pretrain.render.image_size": 64,
+            "pretrain.render.walkers": 64,
+            "pretrain.render.steps": 16,
+            "pretrain.render.pad": 2,
+            "pretrain.input_size": 16,
+            "pretrain.model.variant": "test/4",
+            "pretrain.batch_size": 8,
+            "pretrain.eval_batch_size": 8,
+            "pretrain.total_steps": 3,
+            "pretrain.warmup_steps": 1,
+            "pretrain.log_every": 3,
+            "pretrain.checkpoint_every": 3,
+            "finetune.downstream.dataset": "digits",
+            "finetune.downstream.data_dir": data_dir,
+            "finetune.downstream.val_size": 200,
+            "finetune.probe_train_limit": 300,
+            "finetune.batch_size": 16,
+            "finetune.total_steps": 3,
+            "finetune.warmup_steps": 1,
+            "finetune.log_every": 3,
+            "finetune.checkpoint_every": 3,
+        }
+    )
+    assert cfg.pretrain.model.dtype == "bfloat16" and cfg.sweep.controls  # as on the GPU
+    rows = sweeps.run_sweep(cfg, str(tmp_path))
+    assert [r["point"] for r in rows] == [
+        "random_init_seed0", "drift_seed0", "delta=0.1_seed0", "delta=0.001_seed0"
+    ]  # fmt: skip
+    text = sweeps.report(cfg, rows, str(tmp_path))
+    assert "paired with the control 'drift'" in text
+    assert all(0 <= r["finetune_top1"] <= 1 and r["finetune_lr"] in (0.03, 0.1) for r in rows)
+
+
+def test_time_budget_stops_new_points_and_keeps_finished_ones(tmp_path, monkeypatch):
+    from fractaljax import sweeps
+
+    cfg = tiny_sweep(tmp_path, "")
+    cfg.sweep.time_budget_minutes = 0.5 / 60  # half a second
+    calls = []
+
+    def fake_point(cfg, field, value, seed, data, workdir, compute=True, control=None, *a):
+        calls.append((value, control, compute))
+        if not compute:
+            return None
+        import time
+
+        time.sleep(0.6)
+        return {"point": sweeps.point_label(field, value, seed, control)}
+
+    monkeypatch.setattr(sweeps, "run_point", fake_point)
+    data = ft_lib.Splits(*(np.zeros(1),) * 4, 10, "none")
+    rows = sweeps.run_sweep(cfg, str(tmp_path), data=data)
+    assert [r["point"] for r in rows] == ["random_init_seed0"]
+    assert [c[2] for c in calls] == [True, False, False]  # the rest only read back
