@@ -1,0 +1,20 @@
+"""Synthetic sources at equal compute in the small protocol (paper, CIFAR-100: FractalDB-1k
+81.6, OFDB-1k 84.0, 1p-frac 84.2, one real image 82.2): the same number of classes, steps,
+batch, model and augmentation for each, from configs/<source>.py:small.
+
+  python -m experiments.sweep --config configs/sweep_sources_small.py
+"""
+
+import ml_collections
+
+from configs import sweep_delta_small
+
+
+def get_config() -> ml_collections.ConfigDict:
+    c = sweep_delta_small.get_config()
+    c.sweep.field = "source"  # values name configs/<value>.py source blocks
+    c.sweep.grid = ("onepfrac", "fractaldb", "ofdb", "real_image")
+    c.sweep.controls = {}
+    c.sweep.log_x = False
+    c.sweep.workdir = "runs/sweep_sources_small"
+    return c
