@@ -4,11 +4,14 @@ each fine-tuned on CIFAR-100 (configs/finetune_cifar100.py) and probed per layer
 
   python -m experiments.sweep --config configs/sweep_delta_vit_ti.py
 
-Expected wall time, from step times measured on one NVIDIA H200 (docs/results/
-bench_h200.log, benchmarks/train_bench.py): pre-training 32.0 ms/step in bfloat16
-(46.7 ms in float32), so 300k steps take 2.7 h (3.9 h); fine-tuning ~30 ms/step (the
-step without rendering), 19.5k steps ~10 min. One Delta point ~2.9 h, the sweep with
-scratch ~15 h on one H200 (bfloat16). Fewer steps: --config.pretrain.total_steps=...
+Expected wall time, an estimate from the config and step times measured on one NVIDIA H200
+(docs/results/bench_h200.log, with the renderer of that date; no GPU has run this config):
+pre-training ``pretrain.total_steps`` = 240,000 steps at about 32 ms in bfloat16 is about
+2.1 h (float32, 47 ms: 3.1 h); fine-tuning ``finetune.total_steps`` = 65,000 steps of batch
+768 (3x the pre-training batch, no rendering: about 90 ms a step, a guess) about 1.6 h. One
+Delta point about 3.7 h, the sweep with scratch about 21 h on one H200. Memory: CIFAR-100's
+50k training images at 224 px in float32 take 30 GB on the device. Fewer steps:
+--config.pretrain.total_steps=... --config.finetune.total_steps=...
 """
 
 import ml_collections
