@@ -10,6 +10,16 @@ import pytest
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
+# JAX's persistent compilation cache, shared by every test, both pytest workers, every
+# subprocess and the notebook's kernel (they inherit the environment): the suite compiles
+# the same tiny programs many times. Set before anything imports JAX; a run that starts
+# with it empty (a clean clone, CI) still reuses what its own earlier tests compiled.
+os.environ.setdefault(
+    "JAX_COMPILATION_CACHE_DIR", os.path.join(REPO, ".pytest_cache", "jax_compilation_cache")
+)
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "0")
+
 
 def run_module(module: str, *args: str, env: dict | None = None, timeout: int = 600):
     """Run ``python -m module args`` from the repo root; return the CompletedProcess."""
