@@ -522,6 +522,7 @@ def run_sweep(
         + f"; workdir {workdir}",
         flush=True,
     )
+    os.makedirs(workdir, exist_ok=True)
     t0 = time.perf_counter()
     budget = 60 * float(sw.get("time_budget_minutes", 0) or 0)
     rows, missing = [], []
