@@ -1,7 +1,8 @@
 """Render a synthetic source's classes to a PNG grid.
 
   python -m experiments.render --config configs/onepfrac.py --out out/onepfrac \
-      [--vary=source.delta=0.001,0.01,0.1] [--num_shown=8] [--individual] [--config.x=y]
+      [--vary=source.delta=0.001,0.01,0.1] [--num_shown=8] [--individual] [--tile=170]
+      [--config.x=y]
 
 One row per value of ``--vary`` (or a single row), one column per class, classes spread
 evenly over [0, L). Writes ``OUT/grid.png`` and, with ``--individual``, one PNG per image.
@@ -15,7 +16,7 @@ import time
 import jax
 import numpy as np
 from absl import flags
-from PIL import Image, ImageDraw
+from PIL import Image, ImageDraw, ImageFont
 
 from fractaljax import cli, config_utils, errors, sources
 
@@ -27,8 +28,11 @@ _VARY = flags.DEFINE_string(
 _NUM_SHOWN = flags.DEFINE_integer("num_shown", 8, "Classes shown per row.")
 _INDIVIDUAL = flags.DEFINE_bool("individual", False, "Also write every image as its own PNG.")
 _SEED = flags.DEFINE_integer("render_seed", 0, "Key for the walks and patch masks.")
+_TILE = flags.DEFINE_integer(
+    "tile", 0, "Side in px of each image in the grid (0: its own, enlarged to >= 128 px)."
+)
 
-LABEL_WIDTH = 160  # pixels of row-label strip on the left of the grid
+MIN_SHOWN = 128  # images smaller than this are enlarged (nearest neighbour) in the grid
 
 
 def to_uint8(img: np.ndarray) -> np.ndarray:
@@ -37,17 +41,29 @@ def to_uint8(img: np.ndarray) -> np.ndarray:
     return np.repeat(img, 3, -1) if img.shape[-1] == 1 else img
 
 
-def grid_image(rows: list[np.ndarray], row_names: list[str], gap: int = 2) -> Image.Image:
-    """Rows of ``uint8[K, H, W, 3]`` images -> one labelled PIL image."""
-    k, h, w, _ = rows[0].shape
-    label_w = LABEL_WIDTH if any(row_names) else 0
+def grid_image(
+    rows: list[np.ndarray], row_names: list[str], gap: int = 2, tile: int = 0
+) -> Image.Image:
+    """Rows of ``uint8[K, H, W, 3]`` images -> one labelled PIL image, each image shown at
+    ``tile`` px (0: its own size, enlarged pixel for pixel to at least :data:`MIN_SHOWN`;
+    a smaller tile shrinks it, antialiased). Row labels are set at a size that stays legible
+    when the grid is shown scaled down."""
+    k, h0, w0, _ = rows[0].shape
+    h = tile or h0 * max(1, -(-MIN_SHOWN // h0))
+    w = h * w0 // h0
+    font = ImageFont.load_default(size=max(16, h // 8))
+    label_w = (
+        max(int(font.getlength(n)) for n in row_names) + 2 * (h // 16 + 4) if any(row_names) else 0
+    )
     canvas = Image.new("RGB", (label_w + k * (w + gap), len(rows) * (h + gap)), (40, 40, 40))
     draw = ImageDraw.Draw(canvas)
     for r, (imgs, name) in enumerate(zip(rows, row_names)):
         y = r * (h + gap)
-        draw.text((4, y + h // 2 - 6), name, fill=(255, 255, 255))
+        draw.text((h // 16 + 4, y + h // 2), name, fill=(255, 255, 255), font=font, anchor="lm")
         for c, img in enumerate(imgs):
-            canvas.paste(Image.fromarray(img), (label_w + c * (w + gap), y))
+            im = Image.fromarray(img)
+            im = im.resize((w, h), Image.NEAREST if h >= h0 else Image.LANCZOS)
+            canvas.paste(im, (label_w + c * (w + gap), y))
     return canvas
 
 
@@ -92,7 +108,7 @@ def render_all(config, settings) -> None:
                 stem = f"{name.replace('=', '')}_" if name else ""
                 Image.fromarray(img).save(os.path.join(_OUT.value, f"{stem}class{lab:05d}.png"))
     out = os.path.join(_OUT.value, "grid.png")
-    grid_image(rows, names).save(out)
+    grid_image(rows, names, tile=_TILE.value).save(out)
     print(f"wrote {out}")
 
 
