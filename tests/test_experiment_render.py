@@ -24,8 +24,11 @@ def test_render_writes_grid_and_individual_pngs(run, tmp_path):
     )
     assert res.returncode == 0, res.stderr[-2000:]
     grid = np.asarray(Image.open(out / "grid.png"))
-    assert grid.shape[0] == 2 * (32 + 2) and grid.shape[2] == 3
+    # 32 px images are shown enlarged 4x, pixel for pixel (128 px tiles).
+    assert grid.shape[0] == 2 * (128 + 2) and grid.shape[2] == 3
     assert grid.std() > 10  # not a blank picture
+    tile = grid[:128, -128:]  # the last class of the first row
+    np.testing.assert_array_equal(tile[::4, ::4], tile[1::4, 1::4])  # 4x4 blocks
     files = sorted(f for f in os.listdir(out) if f.startswith("delta"))
     assert len(files) == 8, files
     assert "wrote" in res.stdout
