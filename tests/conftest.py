@@ -37,3 +37,26 @@ def run_module(module: str, *args: str, env: dict | None = None, timeout: int = 
 @pytest.fixture
 def run():
     return run_module
+
+
+# The files that take longest, started first: each runs on one worker (--dist loadfile),
+# and one started last would leave the other worker idle at the end. The rest keep their
+# collection order. (pyproject.toml passes --no-loadscope-reorder, which would otherwise
+# send the files with the most tests first.)
+EXPENSIVE_FIRST = (
+    "test_notebook.py",
+    "test_protocol.py",
+    "test_distributed.py",
+    "test_sweep.py",
+    "test_interop.py",
+    "test_bad_input.py",
+    "test_reliability.py",
+    "test_train.py",
+    "test_downstream.py",
+    "test_inference.py",
+)
+
+
+def pytest_collection_modifyitems(session, config, items):
+    rank = {name: i for i, name in enumerate(EXPENSIVE_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: order kept
