@@ -90,7 +90,7 @@ def main(argv) -> None:
         )
     pre, model, params = train.load_pretrained(_PRETRAINED.value)
     src = sources.make(pre)
-    gen = inf.generator(src, pre.seed, pre.source.delta, _NOISE.value, _POOL.value)
+    gen = inf.generator(src, _NOISE.value, _POOL.value)
     size, ch = src.spec.image_size, src.spec.channels
     key = jax.random.key(_SEED.value)
     if _IMAGE.value:

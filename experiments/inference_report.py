@@ -182,7 +182,7 @@ def bayes_errors(pre, key) -> list[dict]:
                 c.render.patch = "none"
             src = sources.make(c)
             for noise in map(float, _BAYES_NOISES.value):
-                gen = inf.generator(src, c.seed, c.source.delta, noise, _POOL.value)
+                gen = inf.generator(src, noise, _POOL.value)
                 dm = inf.discrete_model(gen)
                 r = inf.bayes_error(jax.random.fold_in(key, len(rows)), gen, dm, 2000)
                 rows.append(dict(delta=float(value), patches=patches, noise=noise, **r))
@@ -258,7 +258,7 @@ def distance_vs_transfer(pre, key, sweep_csv: str) -> dict:
     for i, r in enumerate(points):
         c = pre.copy_and_resolve_references()
         c.source.delta, c.seed = float(r["value"]), int(r["seed"])
-        gen = inf.generator(sources.make(c), c.seed, c.source.delta, _NOISE.value, _POOL.value)
+        gen = inf.generator(sources.make(c), _NOISE.value, _POOL.value)
         s = np.asarray(
             inf.summarize(gen.render_classes(jnp.arange(n) % gen.num_classes), _POOL.value)
         )
@@ -312,7 +312,7 @@ def main(argv) -> None:
         raise ConfigError(f"--sweep_csv={_SWEEP_CSV.value}: no such file")
     pre, model, params = train.load_pretrained(_PRETRAINED.value)
     src = sources.make(pre)
-    gen = inf.generator(src, pre.seed, pre.source.delta, _NOISE.value, _POOL.value)
+    gen = inf.generator(src, _NOISE.value, _POOL.value)
     os.makedirs(_OUT.value, exist_ok=True)
     dm = inf.discrete_model(gen)
     net = inf.network_fn(pre, model, params)

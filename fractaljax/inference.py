@@ -286,11 +286,9 @@ class Generator:
         return images + self.noise * jax.random.normal(key, images.shape)
 
 
-def generator(
-    source: sources.Source, seed: int, delta: float, noise: float, pool: int
-) -> Generator:
-    """The :class:`Generator` of a 1p-frac ``source`` built with ``seed`` and ``delta``."""
-    if source.name != "onepfrac" or source.base is None:
+def generator(source: sources.Source, noise: float, pool: int) -> Generator:
+    """The :class:`Generator` of a 1p-frac ``source`` (its base, classes, seed and Delta)."""
+    if not isinstance(source, sources.OnePFracSource):
         raise ConfigError(
             f"source {source.name!r}: inference needs a 1p-frac source (its classes are "
             "perturbations of one fractal); pre-train with configs/onepfrac.py"
@@ -299,9 +297,9 @@ def generator(
         raise ConfigError(f"noise={noise}: must be a positive number (the likelihood's width)")
     if pool < 1 or source.spec.image_size % pool:
         raise ConfigError(f"pool={pool}: must be a positive divisor of {source.spec.image_size}")
-    keys = sources.onepfrac_keys(seed)
+    keys = sources.onepfrac_keys(source.seed)
     return Generator(
-        source.spec, source.systems, source.base, float(delta), keys["walk"], keys["patches"],
+        source.spec, source.systems, source.base, source.delta, keys["walk"], keys["patches"],
         float(noise), int(pool),
     )  # fmt: skip
 

@@ -153,7 +153,7 @@ def small_source():
 
 def test_generator_renders_the_fixed_data_set_and_its_box(small_source):
     c, src = small_source
-    gen = inf.generator(src, c.seed, c.source.delta, noise=0.1, pool=2)
+    gen = inf.generator(src, noise=0.1, pool=2)
     labels = jnp.arange(8)
     np.testing.assert_array_equal(
         np.asarray(gen.render_classes(labels)), np.asarray(src.render_labels(labels, None))
@@ -166,7 +166,7 @@ def test_generator_renders_the_fixed_data_set_and_its_box(small_source):
     c2 = c.copy_and_resolve_references()
     c2.render.patch = "none"
     src2 = sources.make(c2)
-    gen2 = inf.generator(src2, c.seed, c.source.delta, noise=0.1, pool=2)
+    gen2 = inf.generator(src2, noise=0.1, pool=2)
     a, b = np.asarray(gen2.render_eps(eps)), np.asarray(gen2.render_classes(labels))
     assert np.mean(a != b) < 0.01  # float rounding of base * eps / base moves a few points
     # Noiseless class images are identified exactly; a mislabelled one is not.
@@ -177,7 +177,7 @@ def test_generator_renders_the_fixed_data_set_and_its_box(small_source):
 
 def test_continuous_is_with_the_prior_concentrates_near_the_truth(small_source):
     c, src = small_source
-    gen = inf.generator(src, c.seed, c.source.delta, noise=0.2, pool=2)
+    gen = inf.generator(src, noise=0.2, pool=2)
     truth = gen.class_eps()[3]
     x = gen.observe(jax.random.key(0), gen.render_eps(truth[None]))[0]
     s_x = inf.summarize(x, 2)
@@ -199,13 +199,11 @@ def test_continuous_is_with_the_prior_concentrates_near_the_truth(small_source):
 def test_generator_rejects_other_sources_and_bad_likelihoods(small_source):
     c, src = small_source
     with pytest.raises(ConfigError, match="noise"):
-        inf.generator(src, c.seed, 0.1, noise=0.0, pool=2)
+        inf.generator(src, noise=0.0, pool=2)
     with pytest.raises(ConfigError, match="pool"):
-        inf.generator(src, c.seed, 0.1, noise=0.1, pool=5)
-    from dataclasses import replace
-
+        inf.generator(src, noise=0.1, pool=5)
     with pytest.raises(ConfigError, match="1p-frac"):
-        inf.generator(replace(src, name="fractaldb", base=None), c.seed, 0.1, 0.1, 2)
+        inf.generator(sources.Source("fractaldb", 4, src.spec, src.render_labels), 0.1, 2)
 
 
 # --- the CLI ----------------------------------------------------------------------------------
