@@ -28,6 +28,7 @@ def get_config() -> ml_collections.ConfigDict:
     c.batch_size = 128
     c.total_steps = 300
     c.warmup_steps = 20
+    c.few_labels_steps = 150  # the 1k-label runs: fewer labels, fewer steps (similar epochs)
     c.optim.lr = 0.1  # x batch_size / 512; the single value when lr_grid is empty
     c.optim.lr_grid = (0.03, 0.1)  # tried per init; the best on validation is kept
 

@@ -165,6 +165,30 @@ def test_small_protocol_keeps_the_recipe_and_shrinks_the_sizes():
     assert ft.downstream.val_size > 0 and len(ft.optim.lr_grid) >= 2
 
 
+def test_the_search_chose_the_small_protocol():
+    """The search's chosen variant is the small protocol point for point: the sweeps of
+    configs/sweep_*_small.py read its stored points back instead of pre-training again."""
+    from configs import search_small, sweep_delta_small
+    from experiments import search
+    from fractaljax import sweeps
+
+    cfg = search_small.get_config()
+    chosen = search.variant_config(cfg, cfg.search.chosen)
+    sweep = sweep_delta_small.get_config()
+    assert cfg.sweep.grid[0] in sweep.sweep.grid
+    for random_init in (False, True):
+        ids = [
+            sweeps.point_identity(c.pretrain, c.finetune, 1000, 0, random_init)
+            for c in (chosen, sweep)
+        ]
+        assert sweeps.point_key(ids[0]) == sweeps.point_key(ids[1])
+    # Another variant is another point (the test can fail).
+    other = search.variant_config(cfg, "A")
+    assert sweeps.point_key(
+        sweeps.point_identity(other.pretrain, other.finetune, 1000, 0, False)
+    ) != sweeps.point_key(sweeps.point_identity(sweep.pretrain, sweep.finetune, 1000, 0, False))
+
+
 def tiny_sweep(tmp_path, data_dir) -> ml_collections.ConfigDict:
     """configs/sweep_delta_mini.py at test size, on digits with a validation split."""
     from test_sweep import TINY
