@@ -1,8 +1,10 @@
 """1p-frac (Nakamura et al., "Scaling Backwards: Minimal Synthetic Pre-training?", ECCV
-2024): the source as the official generator makes it, and the two training recipes.
+2024): the source as the official generator makes it, and its training recipes.
 
   configs/onepfrac.py           = configs/onepfrac.py:vit_ti, the paper's recipe (GPU/TPU)
-  configs/onepfrac.py:mini      the CPU-sized recipe (the quickstart's)
+  configs/onepfrac.py:small     the paper's recipe scaled down for a 2-core CPU (13 min)
+  configs/onepfrac.py:quick     small at a third of its steps (the quickstart's, 4 min)
+  configs/onepfrac.py:mini      32 px, no crop: the memorisation regime (a baseline)
 
 Source: one sigma-factor fractal (N=2 maps, sigma=3.5) and L=1000 locally perturbed copies
 of it (every parameter scaled by u ~ U(1 - Delta, 1 + Delta), Delta=0.1; a class whose image
@@ -27,6 +29,14 @@ Differences from the official run: the learning rate is stepped every step, not 
 
   python -m experiments.pretrain --config configs/onepfrac.py --workdir runs/vit_ti
 
+``small``: the paper's recipe scaled down, chosen by a search scored on validation data
+(configs/search_small.py; docs/results/README.md, "The search for the small protocol"): the
+official fixed images (L = 16) on a 128 px canvas, random-resized-crop [0.25, 1] to 32 px,
+flips, RandAugment, erasing 0.25, mixup/cutmix, smoothing; a 4-block ViT of width 128 with
+16 tokens of 8 px; batch 128, 4,800 steps. Fine-tuned with configs/finetune_small.py.
+
+  python -m experiments.pretrain --config configs/onepfrac.py:small --workdir runs/small
+
 ``mini``: 32 px fractals (10k points, 3x3 patches), L = 100 perturbations, a 4-block ViT of
 width 128 with 8 px patches, batch 128, 600 steps; augmentation: flips, RandAugment (the
 paper's rand-m9-mstd0.5-inc1) and label smoothing; no crop, erasing or mixup/cutmix. It
@@ -39,20 +49,23 @@ ln L (measured: 300 steps, loss 4.606 -> 4.604 = ln 100).
 
 import ml_collections
 
-RECIPES = ("vit_ti", "small", "mini")
+RECIPES = ("vit_ti", "small", "quick", "mini")
 
 
 def get_config(arg: str = "vit_ti") -> ml_collections.ConfigDict:
     """The 1p-frac source with the recipe ``arg``: 'vit_ti' (the paper's), 'small' (its
-    scale-down for a CPU) or 'mini' (the memorisation regime, CPU)."""
+    scale-down for a CPU), 'quick' (the small one at a third of its steps: the quickstart's)
+    or 'mini' (the memorisation regime, CPU)."""
     if arg not in RECIPES:
         raise ValueError(f"config argument {arg!r}: choose one of {RECIPES}")
     c = source_config()
     vit_ti(c)
     if arg == "mini":
         mini(c)
-    elif arg == "small":
+    elif arg in ("small", "quick"):
         small(c)
+        if arg == "quick":
+            quick(c)
     return c
 
 
@@ -186,8 +199,8 @@ def small(c: ml_collections.ConfigDict) -> None:
     cropped with random-resized-crop (antialiased), flips, RandAugment, random erasing,
     mixup/cutmix, label smoothing, AdamW with warm-up and cosine. What is shrunk: the canvas
     (128 px), the input (32 px), the model (``mu/8``: 4 blocks of width 128, 16 tokens of 8 px;
-    ViT-Ti/16 sees 196 of 16 px), L (16), the batch (128) and the steps (4,800); how each was chosen:
-    docs/results/README.md ("The search for the small protocol").
+    ViT-Ti/16 sees 196 of 16 px), L (16), the batch (128) and the steps (4,800); how each was
+    chosen: docs/results/README.md ("The search for the small protocol").
     """
     c.source.num_classes = 16
     c.source.bank = True  # the L fixed images rendered once, kept on the device (same images)
@@ -213,3 +226,12 @@ def small(c: ml_collections.ConfigDict) -> None:
     c.log_every = 400
     c.eval_batch_size = 256
     c.checkpoint_every = 1600
+
+
+def quick(c: ml_collections.ConfigDict) -> None:
+    """:func:`small` at a third of its steps (1,600), in place: the quickstart's recipe,
+    about 4 minutes of pre-training on a 2-core CPU where small takes 13."""
+    c.total_steps = 1600
+    c.warmup_steps = 130
+    c.log_every = 200
+    c.checkpoint_every = 400

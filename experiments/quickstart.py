@@ -3,33 +3,56 @@ images against a random init of the same model.
 
   python -m experiments.quickstart [--workdir runs/quickstart] [--config.total_steps=...]
 
-1. pre-trains ``configs/onepfrac.py:mini`` (32 px, L = 100, a 0.8M-parameter ViT, 600
-   steps; about 3 minutes on a 2-core CPU);
+1. pre-trains ``configs/onepfrac.py:quick``: the paper's recipe scaled down (the official
+   fixed images, L = 16, on a 128 px canvas cropped to 32 px, RandAugment, erasing,
+   mixup/cutmix; a 0.8M-parameter ViT with 16 tokens), 1,600 steps, a third of the small
+   protocol's (about 4 minutes on a 2-core CPU);
 2. on real Fashion-MNIST when its files are present (else scikit-learn's digits, and it
-   says so): (a) fine-tunes on 5k labels for 300 steps (the paper's protocol, shortened),
-   (b) fits per-layer linear probes, for the pre-trained model and a random init;
-3. prints the table and writes ``quickstart.json``. About 6 minutes in all on 2 cores.
+   says so): (a) fine-tunes on 1k labels for 150 steps with the small protocol's optimiser
+   (configs/finetune_small.py) at learning rate 0.1, the value its validation split chose
+   in every selection of the search, (b) fits per-layer linear probes (the layer chosen on
+   validation), for the pre-trained model and a random init from the same starting key;
+3. prints the table, with the committed results of the full small protocol beside it
+   (docs/results/search_small: the 4,800-step run over several seeds), and writes
+   ``quickstart.json``. About 7 minutes in all on 2 cores.
 Rerunning resumes finished or interrupted parts from --workdir.
 """
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import time
 
 from absl import flags
 
-from configs import finetune_mini
+from configs import finetune_small, search_small
 from fractaljax import cli, downstream, errors, train
 from fractaljax import finetune as ft_lib
 
-_CONFIG = cli.define_config("onepfrac:mini", "Pre-training config file.")
+_CONFIG = cli.define_config("onepfrac:quick", "Pre-training config file.")
 _WORKDIR = flags.DEFINE_string("workdir", "runs/quickstart", "Run directory.")
 _DATASET = flags.DEFINE_string(
     "dataset", None, "Downstream set (default: fashion_mnist if its files are here, else digits)."
 )
-_FT_STEPS = flags.DEFINE_integer("finetune_steps", 300, "Fine-tuning steps per model.")
+_FT_LABELS = flags.DEFINE_integer("finetune_labels", 1000, "Labelled images to fine-tune on.")
+_FT_STEPS = flags.DEFINE_integer("finetune_steps", 150, "Fine-tuning steps per model.")
+_FT_LR = flags.DEFINE_float("finetune_lr", 0.1, "Fine-tuning learning rate (x batch / 512).")
+
+# The committed results of the full small protocol (experiments.search, configs/search_small.py).
+REFERENCE = os.path.join(
+    os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+    "docs",
+    "results",
+    "search_small",
+    "summary.csv",
+)
+REFERENCE_METRICS = (
+    ("fine-tune 1k", "finetune_1000labels_val_top1"),
+    ("fine-tune 5k", "finetune_val_top1"),
+    ("probe best 1k", "probe_best_1000labels_val_top1"),
+)
 
 
 def pick_dataset(ft) -> str:
@@ -43,6 +66,32 @@ def pick_dataset(ft) -> str:
         return "digits"
 
 
+def reference_lines(variant: str) -> list[str]:
+    """The committed full-protocol row of the search (validation accuracy, paired with the
+    random init of the same seed), or nothing where the file is absent."""
+    if not os.path.exists(REFERENCE):
+        return []
+    with open(REFERENCE) as f:
+        rows = [r for r in csv.DictReader(f) if r["variant"] == variant]
+    if not rows:
+        return []
+    r = rows[0]
+    cells = []
+    for label, m in REFERENCE_METRICS:
+        if r.get(f"{m}_mean"):
+            d, lo, hi = (float(r[f"{m}_diff{x}"]) for x in ("", "_lo", "_hi"))
+            ci = f" [{100 * lo:+.1f}, {100 * hi:+.1f}]" if lo == lo else ""
+            cells.append(
+                f"  {label:<14}{100 * float(r[f'{m}_mean']):>6.1f} vs "
+                f"{100 * float(r[f'{m}_random']):.1f}  d {100 * d:+.1f}{ci}"
+            )
+    return [
+        f"the full small protocol (onepfrac.py:small, 4,800 steps; {r['seeds']} seed(s), "
+        "Fashion-MNIST validation, 1p-frac vs random init; docs/results/README.md):",
+        *cells,
+    ]
+
+
 def main(argv) -> None:
     del argv
     t0 = time.perf_counter()
@@ -50,10 +99,14 @@ def main(argv) -> None:
     summary = train.train_and_evaluate(config, os.path.join(workdir, "pretrain"))
     pre, model, params = train.load_pretrained(os.path.join(workdir, "pretrain"))
 
-    ft = finetune_mini.get_config()
-    ft.total_steps = _FT_STEPS.value
-    ft.checkpoint_every = _FT_STEPS.value
+    ft = finetune_small.get_config()
+    ft.optim.lr_grid = ()  # one value: the one the search's validation chose every time
+    ft.optim.lr = _FT_LR.value
+    ft.downstream.num_labels = _FT_LABELS.value
+    ft.total_steps = ft.checkpoint_every = _FT_STEPS.value
     ft.downstream.dataset = pick_dataset(ft)
+    if ft.downstream.dataset != "fashion_mnist":
+        ft.downstream.val_size = 0  # nothing is chosen on it here; small sets need every image
     ft.seed = pre.seed  # the random-init row fine-tunes from pre's own init key too
     data = ft_lib.load_downstream(
         ft, train.input_size(pre), pre.render.channels, ft.probe_train_limit
@@ -101,6 +154,9 @@ def main(argv) -> None:
             f"{name:<13}{100 * r['finetune_top1']:>11.1f}{100 * r['probe_last_top1']:>12.1f}"
             f"{100 * r['probe_best_top1']:>12.1f}  {r['probe_best_layer']}"
         )
+    ref = reference_lines(search_small.get_config().search.chosen)
+    if ref:
+        print("\nfor comparison, " + "\n".join(ref))
     print(f"\n{result['seconds']:.0f} s in all; outputs in {workdir}/ (quickstart.json, probe.png)")
 
 

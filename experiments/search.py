@@ -95,7 +95,8 @@ def summarize_variant(name: str, rows: list[dict], metrics: tuple[str, ...]) -> 
         {"seeds": 0}
     ]
     s = dict(s, variant=name, seeds=len(pre))
-    rand = [r for r in rows if r["init"] == "random"]
+    seeds = {r["seed"] for r in pre}  # the random inits paired with a pre-trained row
+    rand = [r for r in rows if r["init"] == "random" and r["seed"] in seeds]
     for m in metrics:
         s[f"{m}_random"] = stats.mean_sd([r[m] for r in rand])[0] if rand else float("nan")
     tops = [r["pretrain_top1"] for r in pre if r.get("pretrain_top1") is not None]
