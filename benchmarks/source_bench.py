@@ -5,13 +5,16 @@
 For each source config (``configs/<name>.py``; 1p-frac first, as the reference) it builds the
 source (timing the one-time setup: FractalDB's category search, OFDB's image bank, the
 real image's edges), then times the jit-compiled batch, as the training step calls it. It
-prints img/s and the ratio to 1p-frac at the same size.
+prints img/s and the ratio to 1p-frac at the same size. For RCDB and VisualAtom it also times
+the official drawing loop (``fractaljax.reference_contours``: Python and PIL, one process, as
+the official scripts run per thread) at 512 px, and prints fractaljax's ratio to it.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import random
 import tempfile
 import time
 
@@ -20,7 +23,10 @@ import numpy as np
 
 from fractaljax import sources
 
-SOURCES = ["onepfrac", "fractaldb", "ofdb", "real_image"]
+SOURCES = ["onepfrac", "fractaldb", "ofdb", "real_image", "radial_contour", "visual_atom"]
+# Sources with an official CPU generator transcribed in the repository: timed too, per image
+# on the official 512 px canvas (its draws included), against fractaljax at that canvas.
+REFERENCES = {"radial_contour", "visual_atom"}
 
 
 def config_for(name: str, size: str):
@@ -47,11 +53,23 @@ def bench(name: str, size: str, batch: int, repeats: int) -> tuple[float, float]
     return setup, batch / float(np.median(times))
 
 
+def bench_reference(name: str, images: int) -> float:
+    """Images/s of the official loop (draws and drawing) at 512 px, one process."""
+    from fractaljax import reference_contours
+
+    rng = random.Random(0)
+    t0 = time.perf_counter()
+    for _ in range(images):
+        reference_contours.official_image(reference_contours.official_draws(rng, name), name)
+    return images / (time.perf_counter() - t0)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", choices=["paper", "mini", "both"], default="both")
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--reference_images", type=int, default=16)
     args = parser.parse_args()
     sizes = ["paper", "mini"] if args.size == "both" else [args.size]
     print(f"device: {jax.devices()[0].device_kind} x{jax.device_count()}, batch {args.batch}")
@@ -61,10 +79,17 @@ def main() -> None:
             setup, rate = bench(name, size, args.batch, args.repeats)
             ref = ref or rate
             print(
-                f"{size:5s} {name:10s} setup {setup:6.1f}s  {rate:8.0f} img/s  "
+                f"{size:5s} {name:14s} setup {setup:6.1f}s  {rate:8.1f} img/s  "
                 f"{rate / ref:5.2f}x 1p-frac",
                 flush=True,
             )
+            if size == "paper" and name in REFERENCES:
+                official = bench_reference(name, args.reference_images)
+                print(
+                    f"{size:5s} {name:14s} official loop (Python + PIL, 512 px) "
+                    f"{official:8.1f} img/s; fractaljax {rate / official:5.2f}x",
+                    flush=True,
+                )
 
 
 if __name__ == "__main__":

@@ -41,6 +41,8 @@ def source_block(name: str, num_classes: int) -> ml_collections.ConfigDict:
     s.start_pos = 400 if rcdb else 512  # centre = (512 + randint(-p, p)) / 2, per image
     s.waves = (0, 20)  # VisualAtom's two frequencies n1 != n2 (unused by RCDB)
     s.background = "white" if rcdb else "black"
-    # How, not what: the drawing budget, points per canvas pixel (module docstring).
-    s.points_per_pixel = 2.0
+    # How, not what: the drawing budget, points per pixel of canvas side (a stroke's pixels
+    # grow with the side, not the area). 1024: no image of 32 thinned at 512 or 128 px
+    # (docs/fidelity.md); fewer points draw faster and thin the busiest images.
+    s.stroke_budget = 1024
     return s

@@ -107,3 +107,28 @@ def official_image(d: dict, kind: str, background: str | None = None) -> np.ndar
             xy = (vx[i] + cx, vy[i] + cy, vx[i + 1] + cx, vy[i + 1] + cy)
             draw.line(tuple(float(t) for t in xy), fill=gray, width=1)
     return np.asarray(im)
+
+
+def official_draws(rng: random.Random, kind: str) -> dict:
+    """The draws of one official image, the first of a fresh class: :func:`official_class`,
+    then per contour its gray level and the V + V noise inputs, in the official order (the
+    keys of :func:`fractaljax.sources.contours.image_draws`)."""
+    c = official_class(rng, kind)
+    v_num, k_num = c["vertices"], c["contours"]
+    gray, u = np.zeros(k_num), np.zeros((2, k_num, v_num))
+    for k in range(k_num):
+        gray[k] = rng.randint(0, 256) if kind == "radial_contour" else rng.randint(0, 255)
+        u[0, k] = [rng.uniform(0, 10000) for _ in range(v_num)]
+        u[1, k] = [rng.uniform(0, 10000) for _ in range(v_num)]
+    return dict(
+        vertices=v_num,
+        contours=k_num,
+        perlin=c["perlin"],
+        line_width=c["line_width"],
+        radius=c["radius"],
+        oval=np.array([c["ox"], c["oy"]]),
+        centre=np.array([c["cx"], c["cy"]]),
+        waves=np.array([c["n1"], c["n2"]]),
+        gray=np.minimum(gray, 255),  # PIL clips RCDB's 256
+        u=u,
+    )

@@ -57,7 +57,7 @@ def test_images_are_the_official_drawing_of_the_same_draws(kind):
     """At the official 512 px, given the same random draws, the JAX source draws the pixels
     the official loop draws with PIL (the rare misses: float32 vertex sums against the
     official float64 ones, a truncation to the next pixel)."""
-    c = config(kind, **{"source.points_per_pixel": 4.0})  # no thinning
+    c = config(kind, **{"source.stroke_budget": 4096})  # no thinning
     d = contours.batch_draws(c, contours.classes(c), jnp.arange(4), jax.random.key(3))
     budget = contours.budget_of(c, 512)
     draw = jax.jit(jax.vmap(lambda x: contours.render_image(x, kind, c.source, 512, budget)))
@@ -138,7 +138,7 @@ def test_a_small_budget_thins_the_strokes_and_keeps_the_shape():
         ({"source.vertices": (2, 10)}, "source.vertices"),
         ({"source.contours": (5, 1)}, "source.contours"),
         ({"source.background": "gray"}, "source.background"),
-        ({"source.points_per_pixel": 0.0}, "source.points_per_pixel"),
+        ({"source.stroke_budget": 0}, "source.stroke_budget"),
         ({"source.oval_rate": 0.5}, "source.oval_rate"),
     ],
 )

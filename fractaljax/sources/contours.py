@@ -40,8 +40,9 @@ anti-aliasing), at a smaller canvas the same picture in thinner strokes.
 Drawing on device: every segment's pixels are Bresenham's, ``(x0 + sx floor((2 i |dx| + n)
 / 2n), ...)`` for ``i = 0..n``, ``n = max(|dx|, |dy|)`` (PIL's rule, endpoints included),
 restricted to the part of the segment inside the canvas; the visible pixels of all segments
-are laid end to end and a fixed budget of ``source.points_per_pixel x H x W`` points walks
-them (one compiled shape); each pixel keeps the last contour drawn on it (a scatter-max of
+are laid end to end (a segment's first pixel, the last one of the segment before, left
+out) and a fixed budget of ``source.stroke_budget x H`` points walks them (one compiled
+shape); each pixel keeps the last contour drawn on it (a scatter-max of
 contour indices). An image with more visible pixels than the budget is drawn with evenly
 thinned strokes (docs/fidelity.md measures how often).
 """
@@ -218,7 +219,11 @@ def draw_polylines(
     n = jnp.maximum(jnp.abs(dx), jnp.abs(dy))
     lo_x, hi_x = _visible(x0, dx, n, size)
     lo_y, hi_y = _visible(y0, dy, n, size)
-    lo = jnp.maximum(jnp.ceil(jnp.maximum(lo_x, lo_y)), 0.0)
+    # Pixel 0 of segment v > 0 is pixel n of segment v - 1 (the same truncated vertex): each
+    # pixel of a polygon is walked once, and short segments (most of them on a small
+    # canvas) cost no points.
+    first = jnp.where(v == 0, 0.0, 1.0)[None, :]
+    lo = jnp.maximum(jnp.ceil(jnp.maximum(lo_x, lo_y)), first)
     hi = jnp.minimum(jnp.floor(jnp.minimum(hi_x, hi_y)), n.astype(jnp.float32))
     active = (jnp.arange(k_max)[:, None] < num_contours) & (v[None, :] < num_vertices)
     count = jnp.where(active, jnp.maximum(hi - lo + 1, 0), 0).astype(jnp.int32).ravel()
@@ -263,7 +268,7 @@ def _check(src, kind: str) -> None:
     check_range(src, "line_width", lo=0.0)
     check_range(src, "oval_rate", lo=1.0)
     check_range(src, "start_pos", lo=0, hi=4 * OFFICIAL_SIZE)
-    check_range(src, "points_per_pixel", lo=0.01, hi=64.0)
+    check_range(src, "stroke_budget", lo=1, hi=2**16)
     if kind == "radial_contour":
         check_range(src, "vertex_mean", lo=1.0)
     if src.background not in ("white", "black"):
@@ -292,7 +297,7 @@ def batch_draws(config: ml_collections.ConfigDict, params: dict, labels, key) ->
 
 def budget_of(config: ml_collections.ConfigDict, size: int) -> int:
     """The drawing budget (points) of a ``size`` px canvas."""
-    return max(1, int(config.source.points_per_pixel * size * size))
+    return int(config.source.stroke_budget) * size
 
 
 def make_contours(config: ml_collections.ConfigDict, cache_dir: str | None = None) -> Source:
