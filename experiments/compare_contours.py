@@ -59,7 +59,7 @@ def compare(kind: str, n: int) -> tuple[dict, np.ndarray]:
     c.render.image_size, c.source.num_classes, c.seed = 512, n, 1
     background = 255 if c.source.background == "white" else 0
     params = contours.classes(c)
-    d = contours.batch_draws(c, params, jnp.arange(n), jax.random.key(0))
+    d = contours.batch_draws(c, params, jnp.arange(n), jax.random.split(jax.random.key(0), n))
     unlimited = 8 * 512 * 512  # more points than any image here has pixels to draw
     ours = drawings(c, d, 512, unlimited)
     official = np.stack([ref.official_image(nth(d, b), kind) for b in range(n)])

@@ -58,7 +58,9 @@ def test_images_are_the_official_drawing_of_the_same_draws(kind):
     the official loop draws with PIL (the rare misses: float32 vertex sums against the
     official float64 ones, a truncation to the next pixel)."""
     c = config(kind, **{"source.stroke_budget": 4096})  # no thinning
-    d = contours.batch_draws(c, contours.classes(c), jnp.arange(4), jax.random.key(3))
+    d = contours.batch_draws(
+        c, contours.classes(c), jnp.arange(4), jax.random.split(jax.random.key(3), 4)
+    )
     budget = contours.budget_of(c, 512)
     draw = jax.jit(jax.vmap(lambda x: contours.render_image(x, kind, c.source, 512, budget)))
     ours = np.asarray(jnp.round(draw(d) * 255)).astype(np.uint8)
@@ -109,7 +111,7 @@ def test_class_laws_are_the_official_ones(kind):
 
 @pytest.mark.parametrize("kind", list(KINDS))
 def test_source_batches_in_the_train_step_shape(kind):
-    c = config(kind, 32, **{"source.num_classes": 12})
+    c = config(kind, 32, **{"source.num_classes": 12, "source.instances": 4})
     src = sources.make(c)
     batch = jax.jit(src.batch, static_argnums=2)
     images, labels = batch(jax.random.key(0), 3, 8)
@@ -124,7 +126,9 @@ def test_source_batches_in_the_train_step_shape(kind):
 
 def test_a_small_budget_thins_the_strokes_and_keeps_the_shape():
     c = config("visual_atom", 128)
-    d = contours.batch_draws(c, contours.classes(c), jnp.arange(2), jax.random.key(1))
+    d = contours.batch_draws(
+        c, contours.classes(c), jnp.arange(2), jax.random.split(jax.random.key(1), 2)
+    )
     full = jax.vmap(lambda x: contours.render_image(x, "visual_atom", c.source, 128, 10**6))(d)
     thin = jax.vmap(lambda x: contours.render_image(x, "visual_atom", c.source, 128, 2000))(d)
     ink_full, ink_thin = np.asarray(full) > 0, np.asarray(thin) > 0
@@ -132,9 +136,43 @@ def test_a_small_budget_thins_the_strokes_and_keeps_the_shape():
     assert not (ink_thin & ~ink_full).any()  # thinning only leaves pixels out
 
 
+def test_fixed_images_are_a_function_of_class_and_instance_and_the_bank_holds_them():
+    c = config("radial_contour", 32, **{"source.num_classes": 3, "source.instances": 4})
+    c.source.bank = False
+    rendered = sources.make(c)
+    labels = jnp.array([0, 1, 2, 0, 1, 2] * 4)
+    inst = jax.random.randint(jax.random.key(9), labels.shape, 0, 4)
+    keys = contours.instance_keys(c, labels, inst)
+    # Every image drawn in the step is one of the 3 x 4 fixed images, the same each time.
+    a = np.asarray(rendered.render_labels(labels, jax.random.key(1)))
+    b = np.asarray(rendered.render_labels(labels, jax.random.key(2)))
+    fixed = {
+        im.tobytes()
+        for im in np.asarray(
+            contours.fixed_images(c, jnp.repeat(jnp.arange(3), 4), jnp.tile(jnp.arange(4), 3))
+        )
+    }
+    assert len(fixed) == 12
+    assert all(im.tobytes() in fixed for im in np.concatenate([a, b]))
+    assert not np.array_equal(a, b)  # other instances drawn
+    assert keys.shape == labels.shape
+    # The bank: bit-identical images for the same (class, instance).
+    c.source.bank = True
+    banked = sources.make(c)
+    np.testing.assert_array_equal(banked.render_labels(labels, jax.random.key(1)), a)
+    assert banked.info["bank_bytes"] == 12 * 32 * 32
+    # 'stream': fresh images, none of them the fixed ones.
+    c.source.data, c.source.bank = "stream", False
+    s = np.asarray(sources.make(c).render_labels(labels, jax.random.key(1)))
+    assert not any(im.tobytes() in fixed for im in s)
+
+
 @pytest.mark.parametrize(
     "overrides,needle",
     [
+        ({"source.data": "files"}, "source.data"),
+        ({"source.instances": 0}, "source.instances"),
+        ({"source.instances": 100_000}, "source.bank"),
         ({"source.vertices": (2, 10)}, "source.vertices"),
         ({"source.contours": (5, 1)}, "source.contours"),
         ({"source.background": "gray"}, "source.background"),

@@ -30,12 +30,15 @@ background      white (L84)                           black (L85)
 =============== ==================================== =====================================
 
 (Line numbers: the files at masora1030/CVPR2022-Pretrained-ViT-PyTorch@7500c4d and
-masora1030/CVPR2023-FDSL-on-VisualAtom@6ebfbdc.) The official generators make the first
-image of a class with the class's own draw of the per-image values; here every image draws
-them, so all images of a class are alike in law. Coordinates are in the official 512 px
-units and scaled by ``render.image_size / 512``: at 512 px the drawing is the official one
-(PIL's ``ImageDraw.line``: endpoints truncated to integers, Bresenham, width 1, no
-anti-aliasing), at a smaller canvas the same picture in thinner strokes.
+masora1030/CVPR2023-FDSL-on-VisualAtom@6ebfbdc.) The official data sets are fixed: 1000
+PNG files a class; here ``source.data='fixed'`` makes image i of class l a pure function of
+(seed, l, i), ``source.instances`` of them a class (``'stream'``: a fresh draw every step).
+The official generators make the first image of a class with the class's own draw of the
+per-image values; here every image draws them, so all images of a class are alike in law.
+Coordinates are in the official 512 px units and scaled by ``render.image_size / 512``: at
+512 px the drawing is the official one (PIL's ``ImageDraw.line``: endpoints truncated to
+integers, Bresenham, width 1, no anti-aliasing), at a smaller canvas the same picture in
+thinner strokes.
 
 Drawing on device: every segment's pixels are Bresenham's, ``(x0 + sx floor((2 i |dx| + n)
 / 2n), ...)`` for ``i = 0..n``, ``n = max(|dx|, |dy|)`` (PIL's rule, endpoints included),
@@ -56,7 +59,7 @@ import numpy as np
 
 from fractaljax import keys as keys_lib
 from fractaljax.errors import ConfigError
-from fractaljax.sources.base import Source, check_range, render_spec
+from fractaljax.sources.base import Source, bank_images, check_range, render_bank, render_spec
 
 # Ken Perlin's permutation, as `noise` 1.2.2's _noise.h PERM (its first 256 entries).
 PERLIN_PERM = np.array(
@@ -252,9 +255,11 @@ def render_image(d: dict, kind: str, src, size: int, budget: int) -> jax.Array:
     x, y = vertices(d, kind, k_max, v_max)
     scale = size / OFFICIAL_SIZE
     last = draw_polylines(x * scale, y * scale, d["vertices"], d["contours"], size, budget)
-    background = 255.0 if src.background == "white" else 0.0
-    gray = jnp.concatenate([jnp.asarray([background]), d["gray"]])
-    return gray[last] / 255.0
+    background = 255 if src.background == "white" else 0
+    level = jnp.concatenate([jnp.asarray([background]), d["gray"].astype(jnp.int32)])[last]
+    # k/255 by table, not a division (which XLA turns into a product one ulp off): the same
+    # values as the uint8 bank's.
+    return jnp.asarray(np.arange(256, dtype=np.float32) / np.float32(255))[level]
 
 
 def _check(src, kind: str) -> None:
@@ -271,6 +276,15 @@ def _check(src, kind: str) -> None:
     check_range(src, "stroke_budget", lo=1, hi=2**16)
     if kind == "radial_contour":
         check_range(src, "vertex_mean", lo=1.0)
+    if src.data not in ("fixed", "stream"):
+        raise ConfigError(f"source.data={src.data!r}: must be 'fixed' (official) or 'stream'")
+    check_range(src, "instances", lo=1)
+    if src.data == "fixed" and src.bank and src.num_classes * src.instances > 2**20:
+        raise ConfigError(
+            f"source.bank=True with {src.num_classes} x {src.instances} images: too many to "
+            "keep on the device; set source.bank=False (rendered in the step) or fewer "
+            "source.instances"
+        )
     if src.background not in ("white", "black"):
         raise ConfigError(f"source.background={src.background!r}: must be 'white' or 'black'")
 
@@ -281,12 +295,11 @@ def classes(config: ml_collections.ConfigDict) -> dict[str, jax.Array]:
     return class_params(keys_lib.stream(config.seed, src.name), src.num_classes, src.name, src)
 
 
-def batch_draws(config: ml_collections.ConfigDict, params: dict, labels, key) -> dict:
-    """The draws of one image per label (``int32[B]``): :func:`image_draws` batched, each
-    leaf ``[B, ...]``; key ``i`` of ``split(key, B)`` draws image ``i``."""
+def batch_draws(config: ml_collections.ConfigDict, params: dict, labels, keys) -> dict:
+    """The draws of one image per label (``int32[B]``) from its key (``keys[B]``):
+    :func:`image_draws` batched, each leaf ``[B, ...]``."""
     src = config.source
     k_max, v_max = src.contours[1], src.vertices[1]
-    keys = jax.random.split(key, labels.shape[0])
 
     def one(label, k):
         p = jax.tree.map(lambda a: a[label], params)
@@ -295,25 +308,71 @@ def batch_draws(config: ml_collections.ConfigDict, params: dict, labels, key) ->
     return jax.vmap(one)(labels, keys)
 
 
+def instance_keys(config: ml_collections.ConfigDict, labels, instances) -> jax.Array:
+    """The keys of the fixed images ``(labels[b], instances[b])``: image i of class l is a
+    pure function of (seed, l, i), as the official data set is a fixed set of files."""
+    base = jax.random.fold_in(keys_lib.stream(config.seed, config.source.name), 1)
+    return jax.vmap(lambda c, i: jax.random.fold_in(jax.random.fold_in(base, c), i))(
+        labels, instances
+    )
+
+
 def budget_of(config: ml_collections.ConfigDict, size: int) -> int:
     """The drawing budget (points) of a ``size`` px canvas."""
     return int(config.source.stroke_budget) * size
 
 
+def images_of(config: ml_collections.ConfigDict, params: dict, labels, keys) -> jax.Array:
+    """``float32[B, H, W, C]``: one image of class ``labels[b]`` drawn from ``keys[b]``."""
+    src, spec = config.source, render_spec(config)
+    size, budget = spec.image_size, budget_of(config, spec.image_size)
+    d = batch_draws(config, params, labels, keys)
+    images = jax.vmap(lambda x: render_image(x, src.name, src, size, budget))(d)
+    return jnp.repeat(images[..., None], spec.channels, -1)
+
+
+def fixed_images(config: ml_collections.ConfigDict, labels, instances, params=None) -> jax.Array:
+    """``float32[B, H, W, C]``: the fixed images ``(labels[b], instances[b])``."""
+    params = classes(config) if params is None else params
+    return images_of(config, params, labels, instance_keys(config, labels, instances))
+
+
 def make_contours(config: ml_collections.ConfigDict, cache_dir: str | None = None) -> Source:
     """``radial_contour`` (RCDB) or ``visual_atom`` (by ``source.name``): L classes from the
-    seed, every image a fresh draw of its class (the module docstring has the laws)."""
+    seed (the module docstring has the laws), each a fixed set of ``source.instances``
+    images as the official data sets (``source.data='fixed'``; kept on the device as a
+    ``uint8`` bank with ``source.bank``), or a fresh draw every step (``'stream'``)."""
     del cache_dir
     src, kind = config.source, config.source.name
     _check(src, kind)
     spec = render_spec(config)
-    size, budget = spec.image_size, budget_of(config, spec.image_size)
     params = classes(config)
-    draw = jax.vmap(lambda d: render_image(d, kind, src, size, budget))
-
-    def render_labels(labels, key):
-        images = draw(batch_draws(config, params, labels, key))
-        return jnp.repeat(images[..., None], spec.channels, -1)
-
+    n_inst = int(src.instances)
+    budget = budget_of(config, spec.image_size)
     info = dict(budget=budget, max_segments=src.contours[1] * src.vertices[1])
+    if src.data == "stream":
+
+        def render_labels(labels, key):
+            keys = jax.random.split(key, labels.shape[0])
+            return images_of(config, params, labels, keys)
+
+    elif src.bank:
+        # Every image once, by flat index l * instances + i; then a gather per step.
+        bank = render_bank(
+            lambda ids: fixed_images(config, ids // n_inst, ids % n_inst, params),
+            src.num_classes * n_inst,
+            spec,
+        )
+        info["bank_bytes"] = int(bank.size)
+
+        def render_labels(labels, key):
+            inst = jax.random.randint(key, labels.shape, 0, n_inst)
+            return bank_images(bank, labels * n_inst + inst, spec.channels)
+
+    else:
+
+        def render_labels(labels, key):
+            inst = jax.random.randint(key, labels.shape, 0, n_inst)
+            return fixed_images(config, labels, inst, params)
+
     return Source(kind, src.num_classes, spec, render_labels, info=info)
