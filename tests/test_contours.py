@@ -183,3 +183,17 @@ def test_fixed_images_are_a_function_of_class_and_instance_and_the_bank_holds_th
 def test_bad_contour_config_names_the_field(overrides, needle):
     with pytest.raises(ConfigError, match=needle):
         sources.make(config("radial_contour", 32, **overrides))
+
+
+def test_a_contour_source_pretrains(tmp_path):
+    """The train step traced with a contour source's bank (the CPU recipes' set-up)."""
+    from test_train import TINY
+
+    from fractaljax import train
+
+    c = visual_atom.get_config("mini")
+    c.update_from_flattened_dict({**TINY, "source.num_classes": 4, "total_steps": 6})
+    c.source.instances = 2
+    c.source.update(dict(vertices=(200, 260), contours=(1, 20)))  # a small bank, fast
+    summary = train.train_and_evaluate(c, str(tmp_path))
+    assert summary["steps"] == 6 and np.isfinite(summary["last_loss"])
