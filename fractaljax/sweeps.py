@@ -243,7 +243,8 @@ def run_point(
             with open(done_path) as f:
                 done = json.load(f)
             done = done.get("result", done)  # a store file holds the identity beside it
-            print(f"{name}: done earlier, skipped ({done_path})", flush=True)
+            if compute:  # tabulating only, one line for all of them (run_sweep)
+                print(f"{name}: done earlier, skipped ({done_path})", flush=True)
             return {**done, **here}  # the same point may have another name in another sweep
     if not compute:
         return None
@@ -539,6 +540,8 @@ def run_sweep(
         if compute:
             elapsed = format_duration(time.perf_counter() - t0)
             print(f"[{i + 1}/{len(points)} points, {elapsed} elapsed]", flush=True)
+    if not compute:
+        print(f"{len(rows)} finished points read back", flush=True)
     if missing:
         print(f"not finished, left out: {', '.join(missing)}", flush=True)
     return rows

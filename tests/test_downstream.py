@@ -150,12 +150,18 @@ def test_probe_and_finetune_cli(run, tmp_path, data_dir):
         "experiments.finetune",
         f"--pretrained={pre}",
         f"--workdir={tmp_path / 'ft'}",
+        "--config=configs/finetune_small.py",  # the small protocol's, with a grid
         *common,
         "--config.total_steps=10",
         "--config.checkpoint_every=10",
+        "--config.optim.lr_grid=(0.1, 0.5)",  # one run each, the best on validation kept
+        "--config.downstream.val_size=200",
     )
     assert res.returncode == 0, res.stderr[-2000:]
-    assert "test top-1" in res.stdout
+    assert "test top-1" in res.stdout and "chosen on validation (0.1: " in res.stdout
+    assert (tmp_path / "ft_lr0.1").is_dir() and (tmp_path / "ft_lr0.5").is_dir()
+    out = json.loads((tmp_path / "ft" / "finetune.json").read_text())
+    assert out["lr"] in (0.1, 0.5) and 0 <= out["val_accuracy"] <= 1
     # Missing data: one line, exit 2.
     res = run(
         "experiments.probe",
