@@ -398,16 +398,18 @@ def plots(report: dict, out: str) -> None:
     fig.savefig(os.path.join(out, "sbc.png"), dpi=110)
     plt.close(fig)
 
-    fig, ax = plt.subplots(figsize=(5.2, 3.6))
+    fig, ax = plt.subplots(figsize=(7.6, 3.6))
     for patches, marker in (("as trained", "o"), ("shape only", "s")):
-        for noise, line in zip(
-            sorted({r["noise"] for r in report["bayes_error"]}), ("-", "--", ":")
+        for noise, line, size in zip(
+            sorted({r["noise"] for r in report["bayes_error"]}), ("-", "--", ":"), (10, 5, 3)
         ):
             rs = [
                 r for r in report["bayes_error"] if r["patches"] == patches and r["noise"] == noise
             ]
+            # Hollow markers of decreasing size: series that coincide (both 0) stay visible.
             ax.plot(
                 [r["delta"] for r in rs], [r["bayes_error"] for r in rs], marker + line,
+                markersize=size, markerfacecolor="none",
                 label=f"Bayes error, {patches}, noise {noise}",
             )  # fmt: skip
     acc = report.get("pretrain_accuracy") or {}
@@ -420,10 +422,10 @@ def plots(report: dict, out: str) -> None:
     ax.set_xlabel("Delta")
     ax.set_ylabel("error")
     ax.set_ylim(-0.02, 1.0)
-    ax.legend(fontsize=7)
+    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))  # beside, not over
     ax.set_title(f"telling {report['num_classes']} classes apart from one image", fontsize=9)
     fig.tight_layout()
-    fig.savefig(os.path.join(out, "bayes_error.png"), dpi=110)
+    fig.savefig(os.path.join(out, "bayes_error.png"), dpi=110, bbox_inches="tight")
     plt.close(fig)
 
 
