@@ -23,7 +23,9 @@ import numpy as np
 
 from fractaljax import sources
 
-SOURCES = ["onepfrac", "fractaldb", "ofdb", "real_image", "radial_contour", "visual_atom"]
+SOURCES = [
+    "onepfrac", "fractaldb", "ofdb", "real_image", "radial_contour", "visual_atom", "dead_leaves",
+]  # fmt: skip
 # Sources with an official CPU generator transcribed in the repository: timed too, per image
 # on the official 512 px canvas (its draws included), against fractaljax at that canvas.
 REFERENCES = {"radial_contour", "visual_atom"}

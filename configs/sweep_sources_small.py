@@ -15,7 +15,10 @@ from configs import sweep_delta_small
 def get_config() -> ml_collections.ConfigDict:
     c = sweep_delta_small.get_config()
     c.sweep.field = "source"  # values name configs/<value>.py source blocks
-    c.sweep.grid = ("onepfrac", "fractaldb", "ofdb", "real_image", "radial_contour", "visual_atom")
+    c.sweep.grid = (
+        "onepfrac", "fractaldb", "ofdb", "real_image", "radial_contour", "visual_atom",
+        "dead_leaves",
+    )  # fmt: skip
     c.sweep.controls = {}
     c.sweep.log_x = False
     c.sweep.workdir = "runs/sweep_sources_small"

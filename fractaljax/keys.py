@@ -5,9 +5,9 @@ its own constant: ``stream(seed, 'init')`` initialises the model, ``'data'`` dra
 pre-training batches (``fold_in(stream, step)``), ``'step'`` the augmentation and dropout of
 a step, ``'eval'`` the fixed evaluation batch, and each source's construction (the 1p-frac
 base fractal and perturbations, the OFDB bank, the real image's warps, FractalDB's category
-search, the contour classes) has a stream of its own. Distinct constants give independent
-streams; before they were named, the OFDB bank shared its key with the step stream and the
-real-image warps with the evaluation batch.
+search, the contour classes, the dead-leaves images) has a stream of its own. Distinct
+constants give independent streams; before they were named, the OFDB bank shared its key
+with the step stream and the real-image warps with the evaluation batch.
 
 The values of the first streams (init 0, data 1, step 2, eval 3, 1p-frac 0x1F5C) are kept
 from earlier versions, so 1p-frac runs and their results are unchanged.
@@ -28,6 +28,7 @@ STREAMS: dict[str, int] = {
     "fractaldb": 0xFDB1,  # FractalDB: the category search (candidates and test walks)
     "radial_contour": 0x2CDB,  # RCDB: the class draws
     "visual_atom": 0x7A70,  # VisualAtom: the class draws
+    "dead_leaves": 0xDEAD,  # dead leaves: each class's image
 }
 
 

@@ -14,7 +14,8 @@ Sources (``config.source.name``), one module each:
 * ``real_image``: one real image (Canny edges, gray or RGB) and L warps of it
   (:mod:`.real_image`);
 * ``radial_contour`` (RCDB) and ``visual_atom`` (VisualAtom): classes of noisy closed
-  orbits drawn as polylines (:mod:`.contours`).
+  orbits drawn as polylines (:mod:`.contours`);
+* ``dead_leaves``: k fixed dead-leaves images, one class each (:mod:`.dead_leaves`).
 
 Add a source by writing a module with ``make(config, cache_dir) -> Source`` and listing it
 in ``SOURCES``.
@@ -42,6 +43,7 @@ from fractaljax.sources.base import (
     spec_identity,
 )
 from fractaljax.sources.contours import make_contours
+from fractaljax.sources.dead_leaves import make_dead_leaves
 from fractaljax.sources.fractaldb import make_fractaldb, search_categories, search_spec
 from fractaljax.sources.ofdb import make_ofdb
 from fractaljax.sources.onepfrac import (
@@ -57,9 +59,9 @@ from fractaljax.sources.real_image import make_real_image
 __all__ = [
     "CLASS_CHUNK", "DATA_MODES", "LABEL_MODES", "SOURCES", "OnePFracSource", "Source",
     "bank_images", "check_range", "class_grid_labels", "fixed_image_keys", "make",
-    "make_contours", "make_fractaldb", "make_ofdb", "make_onepfrac", "make_real_image",
-    "onepfrac_keys", "onepfrac_systems", "perturb_filled", "render_bank", "render_fixed",
-    "render_spec", "search_categories", "search_spec", "spec_identity",
+    "make_contours", "make_dead_leaves", "make_fractaldb", "make_ofdb", "make_onepfrac",
+    "make_real_image", "onepfrac_keys", "onepfrac_systems", "perturb_filled", "render_bank",
+    "render_fixed", "render_spec", "search_categories", "search_spec", "spec_identity",
 ]  # fmt: skip
 
 SOURCES: dict[str, Callable[[ml_collections.ConfigDict, str | None], Source]] = {
@@ -69,6 +71,7 @@ SOURCES: dict[str, Callable[[ml_collections.ConfigDict, str | None], Source]] = 
     "real_image": make_real_image,
     "radial_contour": make_contours,
     "visual_atom": make_contours,
+    "dead_leaves": make_dead_leaves,
 }
 
 
