@@ -172,7 +172,8 @@ def test_fixed_images_are_a_function_of_class_and_instance_and_the_bank_holds_th
     [
         ({"source.data": "files"}, "source.data"),
         ({"source.instances": 0}, "source.instances"),
-        ({"source.instances": 100_000}, "source.bank"),
+        ({"source.instances": 10**7}, "source.bank"),
+        ({"source.waves": (5, 5)}, "source.waves"),
         ({"source.vertices": (2, 10)}, "source.vertices"),
         ({"source.contours": (5, 1)}, "source.contours"),
         ({"source.background": "gray"}, "source.background"),
@@ -182,7 +183,7 @@ def test_fixed_images_are_a_function_of_class_and_instance_and_the_bank_holds_th
 )
 def test_bad_contour_config_names_the_field(overrides, needle):
     with pytest.raises(ConfigError, match=needle):
-        sources.make(config("radial_contour", 32, **overrides))
+        sources.make(config("visual_atom", 32, **overrides))
 
 
 def test_a_contour_source_pretrains(tmp_path):

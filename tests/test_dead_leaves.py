@@ -55,6 +55,27 @@ def test_radius_law_is_the_official_one():
     assert stats.ks_2samp(bad, theirs).pvalue < 1e-3
 
 
+def test_polygon_corner_laws_are_the_official_ones():
+    """Triangles and quadrilaterals: sorted independent angles on the circle (L60-65); the
+    mean area of a unit triangle is the official sampler's (0.477 for 3 independent angles;
+    the 3 smallest of 4 would give 0.39)."""
+    c = dead_leaves.get_config("small")
+    c.source.shape_mode, c.source.max_shapes = "triangle", 20000
+    d = jax.tree.map(np.asarray, dl.draw_shapes(jax.random.key(2), c.source, 128))
+    rng = np.random.default_rng(0)
+
+    def area(p):  # shoelace, [N, k, 2]
+        x, y = p[..., 0], p[..., 1]
+        return 0.5 * np.abs((x * np.roll(y, -1, -1) - np.roll(x, -1, -1) * y).sum(-1))
+
+    ang = np.sort(rng.uniform(0, 2 * np.pi, (20000, 3)), axis=1)
+    official = area(np.stack([np.cos(ang), np.sin(ang)], -1)).mean()
+    big = d["radius"] >= 20  # integer corners: the area is close to r^2 times the unit one
+    rel = (d["corners"][big, :3] - d["centre"][big, None]).astype(float)
+    ours = (area(rel) / d["radius"][big] ** 2).mean()
+    assert abs(official - 0.477) < 0.01 and abs(ours - official) < 0.04, (ours, official)
+
+
 def test_one_fixed_image_per_class():
     c = dead_leaves.get_config("mini")
     c.source.num_classes, c.source.max_shapes = 5, 600

@@ -81,9 +81,11 @@ PERLIN_PERM = np.array(
 )  # fmt: skip
 
 KINDS = ("radial_contour", "visual_atom")
+BANK_LIMIT_BYTES = 4 * 2**30  # a device bank larger than this is refused
 OFFICIAL_SIZE = 512  # the official canvas: the unit of every length below
-# Coordinates are clamped to this many official pixels around the canvas, so that the
-# integer Bresenham arithmetic (2 i |dx| < 2^31) cannot overflow; no visible pixel moves.
+# Canvas coordinates are clamped this far around the canvas so that the integer Bresenham
+# arithmetic (2 i |dx| < 2^31) cannot overflow. Clamping x and y apart would bend a segment
+# that reached it; the vertices drift about 1,000 official px at most, far inside.
 _CLAMP = 4096.0
 
 
@@ -267,6 +269,9 @@ def _check(src, kind: str) -> None:
         lo, hi = src[name]
         if not lo <= hi:
             raise ConfigError(f"source.{name}={tuple(src[name])}: need low <= high")
+    if kind == "visual_atom" and src.waves[0] == src.waves[1] != 0:
+        # The official sampler redraws n2 until n2 != n1 (or n1 == 0): it would never end.
+        raise ConfigError(f"source.waves={tuple(src.waves)}: need low < high (or both 0)")
     check_range(src, "num_classes", lo=1)
     if src.vertices[0] < 3:
         raise ConfigError(f"source.vertices={tuple(src.vertices)}: a contour needs >= 3")
@@ -279,12 +284,7 @@ def _check(src, kind: str) -> None:
     if src.data not in ("fixed", "stream"):
         raise ConfigError(f"source.data={src.data!r}: must be 'fixed' (official) or 'stream'")
     check_range(src, "instances", lo=1)
-    if src.data == "fixed" and src.bank and src.num_classes * src.instances > 2**20:
-        raise ConfigError(
-            f"source.bank=True with {src.num_classes} x {src.instances} images: too many to "
-            "keep on the device; set source.bank=False (rendered in the step) or fewer "
-            "source.instances"
-        )
+
     if src.background not in ("white", "black"):
         raise ConfigError(f"source.background={src.background!r}: must be 'white' or 'black'")
 
@@ -357,6 +357,13 @@ def make_contours(config: ml_collections.ConfigDict, cache_dir: str | None = Non
             return images_of(config, params, labels, keys)
 
     elif src.bank:
+        size = src.num_classes * n_inst * spec.image_size**2  # bytes: one uint8 channel
+        if size > BANK_LIMIT_BYTES:
+            raise ConfigError(
+                f"source.bank=True: {src.num_classes} x {n_inst} images of "
+                f"{spec.image_size} px take {size / 2**30:.1f} GiB; set source.bank=False "
+                "(rendered in the step) or fewer source.instances"
+            )
         # Every image once, by flat index l * instances + i; then a gather per step.
         bank = render_bank(
             lambda ids: fixed_images(config, ids // n_inst, ids % n_inst, params),

@@ -90,8 +90,9 @@ def draw_shapes(key: jax.Array, src, res: int) -> dict[str, jax.Array]:
         [jnp.concatenate(p, -1) for p in ((ca, sa), (ca, -sa), (-ca, -sa), (-ca, sa))], 1
     )
     # Triangle / quadrilateral: 3 or 4 sorted angles on the circle (L60-65).
-    ang = jnp.sort(jax.random.uniform(ks[6], (s, 4), maxval=2 * np.pi), axis=1)
-    ang3 = jnp.sort(ang[:, :3], axis=1)
+    u_ang = jax.random.uniform(ks[6], (s, 4), maxval=2 * np.pi)
+    ang = jnp.sort(u_ang, axis=1)
+    ang3 = jnp.sort(u_ang[:, :3], axis=1)  # 3 independent angles (not the 3 smallest of 4)
     ang3 = jnp.concatenate([ang3, ang3[:, 2:]], axis=1)  # the third corner twice
     on_circle = lambda t: jnp.stack([rf * jnp.cos(t), rf * jnp.sin(t)], -1)  # noqa: E731
 
