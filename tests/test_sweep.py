@@ -143,3 +143,31 @@ def test_current_configs_find_the_stored_points(name):
     assert sweep.point_key(sweep.point_setup(cfg, cfg.sweep.field, cfg.sweep.grid[0], 0)[2]) == (
         sweep.point_key(ident)
     )
+
+
+def test_every_stored_small_point_is_reachable_from_todays_configs():
+    """No orphan in docs/results/small_points: each stored point is the key today's
+    configs give some point of the search (any variant, seeds 0-4) or of a small sweep, so
+    no committed result is silently recomputed after a config change."""
+    import importlib
+
+    from experiments import search
+    from fractaljax import sweeps as sweep
+
+    store = os.path.join(REPO, "docs", "results", "small_points")
+    stored = {f[:-5] for f in os.listdir(store) if f.endswith(".json")}
+    assert stored, "no stored small points"
+    reachable = set()
+    cfg = importlib.import_module("configs.search_small").get_config()
+    configs = [search.variant_config(cfg, name) for name in cfg.search.variants]
+    for s in ("delta", "classes", "sources"):
+        configs.append(importlib.import_module(f"configs.sweep_{s}_small").get_config())
+    for c in configs:
+        for seed in range(5):
+            for value in (None, *c.sweep.grid):
+                ident = sweep.point_setup(c, c.sweep.field, value, seed)[2]
+                reachable.add(sweep.point_key(ident))
+            for control in c.sweep.get("controls", {}):
+                ident = sweep.point_setup(c, c.sweep.field, None, seed, control)[2]
+                reachable.add(sweep.point_key(ident))
+    assert stored <= reachable, sorted(stored - reachable)
