@@ -263,3 +263,35 @@ def test_bad_source_config_writes_no_config_json(tmp_path):
     with pytest.raises(ConfigError, match="source.perturbation"):
         train.train_and_evaluate(c, str(tmp_path))
     assert not (tmp_path / "config.json").exists()  # a fixed rerun starts from its own config
+
+
+def _paper_step(c):
+    """The train step of config ``c`` built as train_and_evaluate builds it."""
+    src = sources.make(c)
+    model = train.make_model(c, src.num_classes)
+    schedule = train.learning_rate(c)
+    tx = train.make_optimizer(c, schedule)
+    mesh = sharding.data_mesh()
+    state = train.init_state(c, model, tx, mesh, src.image_shape)
+    return train.make_train_step(c, model, src, tx, schedule, mesh), state
+
+
+def test_the_paper_step_traces_at_full_size_and_runs_reduced_in_bfloat16():
+    """The paper's step (512 px canvas cropped to 224 px, RandAugment, erasing, mixup/cutmix,
+    drop-path, ViT-Ti/16) is traced at full size without running it; the same pipeline runs
+    one step at a reduced size in bfloat16 with a finite loss."""
+    c = onepfrac.get_config("vit_ti")
+    c.source.num_classes, c.batch_size = 4, 2  # L and the batch do not change the program
+    c.source.bank = True
+    step, state = _paper_step(c)
+    out_state, metrics = jax.eval_shape(step, state, 0)
+    assert jax.tree.structure(out_state.params) == jax.tree.structure(state.params)
+    assert metrics["loss"].shape == ()
+    # Reduced: a 64 px canvas cropped to 32 px, the test model, bfloat16; every augmentation on.
+    c.render.image_size, c.render.pad, c.input_size = 64, 2, 32
+    c.render.walkers, c.render.steps = 64, 16
+    c.model.variant, c.model.dtype, c.batch_size = "test/4", "bfloat16", 8
+    step, state = _paper_step(c)
+    assert c.augment.randaugment and c.augment.mix_prob == 1.0 and c.model.drop_path > 0
+    state, metrics = step(state, 0)
+    assert np.isfinite(float(metrics["loss"])), metrics
