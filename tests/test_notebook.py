@@ -8,6 +8,8 @@ import nbclient
 import pytest
 from conftest import REPO
 
+from fractaljax import downstream
+
 NOTEBOOK = os.path.join(REPO, "notebooks", "quickstart.ipynb")
 TWIN = os.path.join(REPO, "notebooks", "quickstart.py")
 
@@ -35,6 +37,7 @@ def test_notebook_runs_on_cpu(tmp_path, monkeypatch):
     monkeypatch.setenv("FRACTALJAX_NOTEBOOK_STEPS", "20")
     monkeypatch.setenv("FRACTALJAX_NOTEBOOK_WORKDIR", str(tmp_path / "run"))
     monkeypatch.delenv("MPLBACKEND", raising=False)  # the kernel's inline figures
+    monkeypatch.setenv("HOME", str(tmp_path))  # its TFDS files, not the user's
     nb = jupytext.read(NOTEBOOK)
     # Smaller probe sets than the notebook's default, through its parameters cell.
     (params,) = [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])]
@@ -55,6 +58,13 @@ def test_notebook_runs_on_cpu(tmp_path, monkeypatch):
     )
     assert "on cpu" in out
     assert "best layer (on validation)" in out
+    # Which set it probed on: Fashion-MNIST wherever its files are (CI), never a silent
+    # fall-back to digits.
+    fell_back = "using scikit-learn's digits" in out
+    if downstream.fashion_mnist_available() or os.environ.get("FRACTALJAX_REQUIRE_DATA"):
+        assert not fell_back, out[-2000:]
+    else:
+        assert fell_back
     outputs = [o for c in nb.cells for o in c.get("outputs", [])]
     images = [o for o in outputs if "image/png" in o.get("data", {})]
     assert len(images) >= 3  # the class grid, the curves, the probes
