@@ -29,9 +29,15 @@ def test_forward_outputs_and_features():
     assert aux["pre_logits"].shape == (3, 32)
     assert len(aux["blocks"]) == 2 and aux["blocks"][0].shape == (3, 32)
     # Drop-path is active in training only and needs a dropout key.
-    a, _ = model.apply({"params": params}, x, train=True, rngs={"dropout": jax.random.key(2)})
-    b, _ = model.apply({"params": params}, x, train=True, rngs={"dropout": jax.random.key(3)})
-    assert a.shape == (3, 7)
+    # (The head starts at zero, so compare the pre-logits.)
+    train = lambda k: model.apply({"params": params}, x, train=True, rngs={"dropout": k})[1]  # noqa: E731
+    a, b, again = (train(jax.random.key(k))["pre_logits"] for k in (2, 3, 2))
+    assert a.shape == (3, 32)
+    assert not np.allclose(a, b)  # another dropout key drops other paths
+    np.testing.assert_array_equal(a, again)  # the same key, the same paths
+    assert not np.allclose(a, aux["pre_logits"])  # training differs from evaluation
+    with pytest.raises(Exception, match="dropout"):  # training without a key is an error
+        model.apply({"params": params}, x, train=True)
     gap = vit.make("test/4", 0, 16, pool="gap")
     out, _ = gap.apply(gap.init(jax.random.key(1), x), x)
     assert out.shape == (3, 32)  # no head: pre-logits
