@@ -223,17 +223,19 @@ def tiny_run(tmp_path_factory):
 def test_infer_cli_explains_synthetic_images(run, tiny_run, tmp_path):
     res = run(
         "experiments.infer", f"--pretrained={tiny_run}", "--synthetic=3", f"--out={tmp_path}",
-        "--num_samples=200", "--noise=0.2",
+        "--num_samples=200", "--noise=3.0",
     )  # fmt: skip
     assert res.returncode == 0, res.stderr[-2000:]
     assert "mean ESS per sample: network" in res.stdout
     summary = json.loads((tmp_path / "posterior.json").read_text())
     assert len(summary["images"]) == 3 and (tmp_path / "posterior.png").exists()
+    # Noise 3 spreads the exact posterior (at 0.2 it is one-hot and any estimate agrees).
+    assert min(max(row["exact_posterior"]) for row in summary["images"]) < 0.6
     for row in summary["images"]:
-        # IS against the exact posterior (10 classes, 200 samples), class by class.
-        np.testing.assert_allclose(row["posterior"], row["exact_posterior"], atol=0.1)
-        if row["exact_posterior"][0] > 0.9:
-            assert row["top_classes"][0] == row["true_class"]
+        # IS against the exact posterior (10 classes, 200 samples): total variation over
+        # the classes shown (measured 0.03-0.05; the prior alone would be ~0.25 off).
+        p, exact = np.asarray(row["posterior"]), np.asarray(row["exact_posterior"])
+        assert 0.5 * np.abs(p - exact).sum() < 0.1, (p, exact)
         assert 0 < row["ess_prior"] <= 1 and 0 < row["ess_network"] <= 1
 
 
