@@ -30,7 +30,7 @@ import numpy as np
 import optax
 
 from configs import onepfrac
-from fractaljax import losses, sharding, sources, train
+from fractaljax import losses, sharding, train
 from fractaljax.models import vit
 
 
@@ -137,12 +137,8 @@ def fj_model(args, config, images, labels, num_classes) -> Timed:
 
 
 def fj_full(args, config) -> Timed:
-    source = sources.make(config)
-    model = train.make_model(config, source.num_classes)
-    schedule = train.learning_rate(config)
-    tx = train.make_optimizer(config, schedule)
     mesh = sharding.data_mesh()
-    state = train.init_state(config, model, tx, mesh, source.image_shape)
+    source, model, schedule, tx, state = train.build(config, mesh)
     train_step = train.make_train_step(config, model, source, tx, schedule, mesh)
     return Timed(lambda s, i: train_step(s, jnp.int32(i))[0], state)
 

@@ -455,17 +455,24 @@ def warn_if_paper_scale_on_cpu(config: ml_collections.ConfigDict, start: int = 0
     return True
 
 
-def _set_up(config, workdir, source, allow_changes, mesh):
-    """Everything before the first step; bad input here leaves the workdir as it was."""
-    prepare_workdir(workdir)
-    source = source or sources.make(config, cache_dir=workdir)
+def build(config, mesh, source=None, cache_dir: str | None = None):
+    """``(source, model, schedule, tx, state)`` of ``config``: what a train step needs, with
+    no run directory (``source`` replaces ``sources.make``; ``cache_dir`` keeps its
+    one-time searches)."""
+    source = source or sources.make(config, cache_dir=cache_dir)
     model = make_model(config, source.num_classes)
     schedule = learning_rate(config)
     tx = make_optimizer(config, schedule)
+    state = init_state(config, model, tx, mesh, source.image_shape)
+    return source, model, schedule, tx, state
+
+
+def _set_up(config, workdir, source, allow_changes, mesh):
+    """Everything before the first step; bad input here leaves the workdir as it was."""
+    prepare_workdir(workdir)
+    source, model, schedule, tx, state = build(config, mesh, source, cache_dir=workdir)
     if getattr(source, "info", None):
         print(f"source {source.name}: {source.info}", flush=True)
-
-    state = init_state(config, model, tx, mesh, source.image_shape)
     ckpt = Checkpoints(workdir, keep=config.keep_checkpoints)
     try:
         start, restored = ckpt.restore_latest(_checkpointable(state))

@@ -41,11 +41,7 @@ def tiny_config(**overrides):
 
 def _params_at_init():
     """The checkpointed part of the initial train state of ``tiny_config()``."""
-    c = tiny_config()
-    src = sources.make(c)
-    model = train.make_model(c, src.num_classes)
-    tx = train.make_optimizer(c, train.learning_rate(c))
-    state = train.init_state(c, model, tx, sharding.data_mesh(), src.image_shape)
+    *_, state = train.build(tiny_config(), sharding.data_mesh())
     return train._checkpointable(state)
 
 
@@ -267,12 +263,8 @@ def test_bad_source_config_writes_no_config_json(tmp_path):
 
 def _paper_step(c):
     """The train step of config ``c`` built as train_and_evaluate builds it."""
-    src = sources.make(c)
-    model = train.make_model(c, src.num_classes)
-    schedule = train.learning_rate(c)
-    tx = train.make_optimizer(c, schedule)
     mesh = sharding.data_mesh()
-    state = train.init_state(c, model, tx, mesh, src.image_shape)
+    src, model, schedule, tx, state = train.build(c, mesh)
     return train.make_train_step(c, model, src, tx, schedule, mesh), state
 
 
