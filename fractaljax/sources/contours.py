@@ -60,6 +60,7 @@ import numpy as np
 from fractaljax import keys as keys_lib
 from fractaljax.errors import ConfigError
 from fractaljax.sources.base import Source, bank_images, check_range, render_bank, render_spec
+from fractaljax.sources.onepfrac import DATA_MODES
 
 # Ken Perlin's permutation, as `noise` 1.2.2's _noise.h PERM (its first 256 entries).
 PERLIN_PERM = np.array(
@@ -281,8 +282,8 @@ def _check(src, kind: str) -> None:
     check_range(src, "stroke_budget", lo=1, hi=2**16)
     if kind == "radial_contour":
         check_range(src, "vertex_mean", lo=1.0)
-    if src.data not in ("fixed", "stream"):
-        raise ConfigError(f"source.data={src.data!r}: must be 'fixed' (official) or 'stream'")
+    if src.data not in DATA_MODES:  # 1p-frac's modes: 'fixed' (official) or 'stream'
+        raise ConfigError(f"source.data={src.data!r}: must be one of {DATA_MODES}")
     check_range(src, "instances", lo=1)
 
     if src.background not in ("white", "black"):
