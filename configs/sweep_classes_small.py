@@ -15,4 +15,6 @@ def get_config() -> ml_collections.ConfigDict:
     c.sweep.grid = (16, 100, 1000)
     c.sweep.controls = {}  # the Delta sweep's drift control is this sweep's too
     c.sweep.workdir = "runs/sweep_classes_small"
+    # Minutes after which no new point starts (one under way finishes); 0: no limit.
+    c.sweep.time_budget_minutes = 0.0
     return c

@@ -7,7 +7,7 @@ real Fashion-MNIST; paired differences with 95% t intervals over 3 seeds.
 Protocol (how it was chosen: docs/results/README.md, "The search for the small protocol"):
 * pre-training: configs/onepfrac.py:small, the paper's recipe scaled down (the official
   fixed data set on a 128 px canvas cropped to 32 px, RandAugment, erasing, mixup/cutmix,
-  smoothing, AdamW; ViT mu/4 with 64 tokens);
+  smoothing, AdamW; ViT mu/8 with 16 tokens of 8 px);
 * fine-tuning: configs/finetune_small.py, 5k labels (and 1k labels, fewer steps), the
   learning rate chosen per init on 5,000 held-out train-split images; per-layer ridge
   probes, the layer chosen on validation; the test split reported once;
@@ -38,6 +38,8 @@ def get_config() -> ml_collections.ConfigDict:
     c.sweep.recipe = "small"  # the size of the source configs of a 'source' sweep
     c.sweep.log_x = True
     c.sweep.workdir = "runs/sweep_delta_small"
+    # Minutes after which no new point starts (one under way finishes); 0: no limit.
+    c.sweep.time_budget_minutes = 0.0
     # Shared by the small sweeps and the search: a point met again is read back.
     c.sweep.points_dir = "runs/small_points"
     c.sweep.store_dir = "docs/results/small_points"

@@ -22,4 +22,6 @@ def get_config() -> ml_collections.ConfigDict:
     c.sweep.controls = {}
     c.sweep.log_x = False
     c.sweep.workdir = "runs/sweep_sources_small"
+    # Minutes after which no new point starts (one under way finishes); 0: no limit.
+    c.sweep.time_budget_minutes = 0.0
     return c
