@@ -123,6 +123,11 @@ def vit_ti(c: ml_collections.ConfigDict) -> None:
     # 'big_vision' (Xavier kernels, zero head); 'timm': timm's init, as the official code
     # (which trains timm's ViT) starts from; see fractaljax.models.vit.initializers.
     c.model.init = "big_vision"
+    # 'classes': the L perturbation classes (LPCE, the paper); 'mdn': a mixture density over
+    # the continuous multipliers u (configs/amortized.py; fractaljax/mdn.py)
+    c.model.head = "classes"
+    c.model.mdn_components = 8  # Gaussians of the 'mdn' head
+    c.model.mdn_prior_share = 0.05  # the uniform prior's share: importance weights <= 20
 
     c.batch_size = 256  # global: split over every device of every process
     # 'fsdp': parameters and optimiser state split over the devices too (B/16 and up)

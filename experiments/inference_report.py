@@ -35,7 +35,7 @@ import numpy as np
 from absl import flags
 
 from configs import fractaldb, real_image
-from fractaljax import cli, downstream, sources, train
+from fractaljax import cli, downstream, mdn, sources, train
 from fractaljax import inference as inf
 from fractaljax import render as render_lib
 from fractaljax.errors import ConfigError
@@ -50,6 +50,9 @@ _POOL = flags.DEFINE_integer("pool", 2, "Summary pooling.")
 _SIMS = flags.DEFINE_integer("sims", 1000, "Simulated observations for ESS, ECE and SBC.")
 _K = flags.DEFINE_integer("num_samples", 1000, "Importance samples per observation.")
 _DRAWS = flags.DEFINE_integer("sbc_draws", 99, "Posterior draws per SBC rank.")
+_IS_SIMS = flags.DEFINE_integer(
+    "is_sims", 100, "Simulations of the continuous head's SBC with IS (each renders K images)."
+)
 _SET = flags.DEFINE_integer("set_size", 500, "Images per set in the mismatch table.")
 SHARPEN = 20.0
 _BAYES_NOISES = flags.DEFINE_list(
@@ -98,44 +101,38 @@ def amortization(gen, dm, net, key) -> dict:
 
 
 def continuous(gen, net, key, num: int = 16, width_frac: float = 0.1) -> dict:
-    """IS over eps for ``num`` draws of the continuous model, mixture vs prior proposal."""
+    """IS over eps for ``num`` draws of the continuous model: the LPCE network's class
+    mixture (std ``width_frac * Delta``, with the prior's defensive share) vs the prior."""
     p = gen.base.maps.size
     k_e, k_x, k_is = jax.random.split(key, 3)
     truth = jax.random.uniform(k_e, (num, p), minval=1 - gen.delta, maxval=1 + gen.delta)
     x = gen.observe(k_x, gen.render_eps(truth))
     s_x = inf.summarize(x, gen.pool)
-    log_pi = inf.defensive(net(x)[0])
+    log_pi = jax.nn.log_softmax(net(x)[0])
     width = width_frac * gen.delta
-    one = jax.jit(
-        lambda k, s, lp, use: jax.lax.cond(
-            use,
-            lambda: inf.continuous_is(k, gen, s, lp, _K.value, width),
-            lambda: inf.continuous_is(k, gen, s, None, _K.value, width),
-        )
-    )
-    rows = {"network mixture": [], "prior": []}
-    for i in range(num):
-        for name, use in (("network mixture", True), ("prior", False)):
-            w = one(jax.random.fold_in(k_is, i), s_x[i], log_pi[i], use)
-            pw = np.asarray(jax.nn.softmax(w.log_weights))
-            mean = (pw[:, None] * np.asarray(w.samples)).sum(0)
-            rows[name].append(
-                dict(
-                    ess=float(inf.ess(w.log_weights)),
-                    pareto_k=inf.pareto_k(np.asarray(w.log_weights)),
-                    error=float(np.linalg.norm(mean - np.asarray(truth[i]))),
-                )
-            )
-    prior_error = float(np.linalg.norm(np.asarray(truth) - 1, axis=-1).mean())
-    summary = {
-        name: dict(
-            ess=float(np.mean([r["ess"] for r in rs])),
-            pareto_k_median=float(np.median([r["pareto_k"] for r in rs])),
-            error=float(np.mean([r["error"] for r in rs])),
-        )
-        for name, rs in rows.items()
+    proposals = {
+        "network mixture": lambda lp: inf.class_mixture_proposal(gen, lp, width),
+        "prior": lambda lp: inf.prior_proposal(gen.delta, p),
     }
+    summary = {}
+    for name, make in proposals.items():
+        one = jax.jit(lambda k, s, lp, f=make: inf.continuous_is(k, gen, s, f(lp), _K.value))
+        ws = [one(jax.random.fold_in(k_is, i), s_x[i], log_pi[i]) for i in range(num)]
+        summary[name] = weighted_summary(ws, np.asarray(truth))
+    prior_error = float(np.linalg.norm(np.asarray(truth) - 1, axis=-1).mean())
     return dict(num=num, width=width, prior_mean_error=prior_error, proposals=summary)
+
+
+def weighted_summary(ws, truth: np.ndarray) -> dict:
+    """Mean ESS, Pareto k (nan-aware, degenerate and unfitted counted apart) and the
+    error of the weighted mean of importance samples ``ws`` against ``truth [n, P]``."""
+    ess, ks, err = [], [], []
+    for w, t in zip(ws, truth):
+        pw = np.asarray(jax.nn.softmax(w.log_weights))
+        ess.append(float(inf.ess(w.log_weights)))
+        ks.append(inf.pareto_k(np.asarray(w.log_weights)))
+        err.append(float(np.linalg.norm((pw[:, None] * np.asarray(w.samples)).sum(0) - t)))
+    return dict(ess=float(np.mean(ess)), pareto_k=inf.pareto_summary(ks), error=float(np.mean(err)))
 
 
 def calibration(gen, dm, net, key, draws) -> dict:
@@ -154,21 +151,56 @@ def calibration(gen, dm, net, key, draws) -> dict:
         network_on_fresh_renders=inf.calibration(np.asarray(fresh_probs), np.asarray(y)),
         posterior_on_draws=inf.calibration(np.asarray(post), np.asarray(y)),
     )
-    d = _DRAWS.value
-    ranks_is = inf.sbc_ranks(jax.random.fold_in(key, 1), dm, y, s_x, log_q, _K.value, d)
-    ranks_raw = inf.sbc_ranks(jax.random.fold_in(key, 1), dm, y, s_x, log_q, _K.value, d, False)
-    out["sbc_is"] = inf.rank_uniformity(np.asarray(ranks_is), d)
-    out["sbc_network_alone"] = inf.rank_uniformity(np.asarray(ranks_raw), d)
-    # SBC cannot see an under-confident proposal near the prior (the prior itself passes);
-    # the same network made over-confident (logits x SHARPEN) shows what it does detect.
-    sharp = inf.defensive(SHARPEN * jax.nn.log_softmax(log_q), 0.01)
-    k1 = jax.random.fold_in(key, 2)
-    ranks = inf.sbc_ranks(k1, dm, y, s_x, sharp, _K.value, d)
-    out["sbc_sharpened_is"] = inf.rank_uniformity(np.asarray(ranks), d)
-    ranks = inf.sbc_ranks(k1, dm, y, s_x, sharp, _K.value, d, False)
-    out["sbc_sharpened_alone"] = inf.rank_uniformity(np.asarray(ranks), d)
+    # The network alone is its softmax (not the defensive mixture IS samples from).
+    softmax = jax.nn.log_softmax(net(x)[0])
+    sharp = inf.defensive(SHARPEN * softmax, 0.01)
+    out.update(sbc_rows(key, dm, y, s_x, log_q, softmax, sharp))
     out["sharpened_mean_confidence"] = float(jnp.exp(sharp.max(-1)).mean())
     out["n"] = n
+    return out
+
+
+def sbc_rows(key, dm, y, s_x, log_q, alone, sharp) -> dict:
+    """SBC with ``log_q`` as the IS proposal, ``alone`` trusted as the posterior, and the
+    over-confident ``sharp`` both ways; each row says which share of simulations had every
+    draw equal to the truth (near 1: a point-mass posterior, where SBC cannot fail)."""
+    d, k = _DRAWS.value, _K.value
+    out = {}
+    for name, q, correct, salt in (
+        ("sbc_is", log_q, True, 1),
+        ("sbc_network_alone", alone, False, 1),
+        ("sbc_sharpened_is", sharp, True, 2),
+        ("sbc_sharpened_alone", sharp, False, 2),
+    ):
+        kk = jax.random.fold_in(key, salt)
+        ranks, tied = inf.sbc_ranks(kk, dm, y, s_x, q, k, d, correct, return_ties=True)
+        out[name] = dict(inf.rank_uniformity(np.asarray(ranks), d), all_draws_tied=float(tied))
+    return out
+
+
+def sbc_spread_case(pre, key, delta: float = 0.01, noise: float = 0.3) -> dict:
+    """SBC where it can fail: the class posterior of the shape-only model (no patches) at
+    ``delta`` and ``noise``, whose exact posteriors are spread (Bayes error ~0.28 at the
+    defaults). Proposals: the prior (+ IS), the exact posterior trusted alone (calibrated
+    by construction), and the exact posterior sharpened (x SHARPEN / 5, over-confident),
+    which the test must reject alone and accept after IS."""
+    c = pre.copy_and_resolve_references()
+    c.source.delta, c.render.patch = float(delta), "none"
+    gen = inf.generator(sources.make(c), noise, _POOL.value)
+    dm = inf.discrete_model(gen)
+    y, x = inf.simulate(key, gen, _SIMS.value)
+    s_x = inf.summarize(x, gen.pool)
+    exact = jax.vmap(dm.exact_log_posterior)(s_x)
+    prior = jnp.full_like(exact, -jnp.log(gen.num_classes))
+    sharp = inf.defensive(SHARPEN / 5 * exact, 0.01)
+    out = dict(delta=delta, noise=noise, bayes_error=float(1 - jnp.exp(exact.max(-1)).mean()))
+    rows = sbc_rows(jax.random.fold_in(key, 1), dm, y, s_x, prior, exact, sharp)
+    out.update(
+        sbc_prior_is=rows["sbc_is"],
+        sbc_exact_alone=rows["sbc_network_alone"],
+        sbc_sharpened_is=rows["sbc_sharpened_is"],
+        sbc_sharpened_alone=rows["sbc_sharpened_alone"],
+    )
     return out
 
 
@@ -304,6 +336,188 @@ def pretrain_accuracy_by_delta(sweep_csv: str) -> dict:
     return {str(k): dict(mean=float(np.mean(v)), n=len(v)) for k, v in sorted(acc.items())}
 
 
+# --- the continuous head (configs/amortized.py) ------------------------------------------------
+
+
+def head_draws(gen, key, num: int):
+    """``num`` draws of the continuous model: ``(u [num, P], images, summaries)``."""
+    k_u, k_x = jax.random.split(key)
+    p = gen.base.maps.size
+    u = jax.random.uniform(k_u, (num, p), minval=1 - gen.delta, maxval=1 + gen.delta)
+    x = gen.observe(k_x, gen.render_eps(u))
+    return u, x, inf.summarize(x, gen.pool)
+
+
+def head_amortization(gen, net, share, key, num: int = 16) -> dict:
+    """IS over u for ``num`` draws: the head's mixture (with the prior's share) vs the
+    prior as proposal, same K."""
+    p = gen.base.maps.size
+    u, x, s_x = head_draws(gen, key, num)
+    out = net(x)[0]
+    proposals = {
+        "network head": lambda o: inf.mdn_proposal(o, gen.delta, p, share),
+        "prior": lambda o: inf.prior_proposal(gen.delta, p),
+    }
+    summary = {}
+    for name, make in proposals.items():
+        one = jax.jit(lambda k, s, o, f=make: inf.continuous_is(k, gen, s, f(o), _K.value))
+        ws = [one(jax.random.fold_in(key, 100 + i), s_x[i], out[i]) for i in range(num)]
+        summary[name] = weighted_summary(ws, np.asarray(u))
+    prior_error = float(np.linalg.norm(np.asarray(u) - 1, axis=-1).mean())
+    return dict(num=num, prior_mean_error=prior_error, proposals=summary)
+
+
+def head_calibration(gen, net, share, key, num: int, num_is: int, sharpen: float = 4.0):
+    """SBC per dimension and expected coverage of central intervals for the head alone
+    (``num`` simulations) and with IS (``num_is``), and for the head made over-confident
+    (its component scales / ``sharpen``), which both must flag alone."""
+    p, d, delta = gen.base.maps.size, _DRAWS.value, gen.delta
+    u, x, s_x = head_draws(gen, key, num)
+    out = net(x)[0]
+    keys = jax.random.split(jax.random.fold_in(key, 1), num)
+
+    def alone(o, k, scale):
+        mix = mdn.split(o, p)
+        mix = mix._replace(log_std=mix.log_std - jnp.log(scale))
+        return mdn.sample(k, mix, d, delta, share)
+
+    res = {}
+    for name, scale in (("head", 1.0), ("over-confident head", sharpen)):
+        draws = jax.jit(jax.vmap(lambda o, k, c=scale: alone(o, k, c)))(out, keys)
+        res[f"{name} alone"] = continuous_checks(u, draws, d)
+    for name, scale in (("head", 1.0), ("over-confident head", sharpen)):
+
+        def one(k, s, o, scale=scale):
+            mix = mdn.split(o, p)
+            mix = mix._replace(log_std=mix.log_std - jnp.log(scale))
+            prop = inf.Proposal(
+                lambda kk, n: mdn.sample(kk, mix, n, delta, share),
+                lambda e: mdn.log_prob(mix, e, delta, share),
+            )
+            w = inf.continuous_is(k, gen, s, prop, _K.value)
+            return inf.resample(jax.random.fold_in(k, 1), w, d), inf.ess(w.log_weights)
+
+        one = jax.jit(one)
+        outs = [one(keys[i], s_x[i], out[i]) for i in range(num_is)]
+        draws = jnp.stack([o[0] for o in outs])
+        res[f"{name} + IS"] = continuous_checks(u[:num_is], draws, d)
+        res[f"{name} + IS"]["ess"] = float(np.mean([float(o[1]) for o in outs]))
+    return res
+
+
+def continuous_checks(truth, draws, num_draws: int) -> dict:
+    """SBC p-values per dimension (and their minimum, Bonferroni over P) and coverage."""
+    ranks = np.asarray(inf.continuous_ranks(truth, draws))
+    per_dim = [inf.rank_uniformity(ranks[:, i], num_draws) for i in range(ranks.shape[1])]
+    ps = np.array([r["p_value"] for r in per_dim])
+    cov = inf.coverage(np.asarray(truth), np.asarray(draws))
+    width = np.asarray(draws).std(1).mean()
+    return dict(
+        n=int(ranks.shape[0]),
+        sbc_p_values=ps.tolist(),
+        sbc_min_p_bonferroni=float(min(1.0, ps.min() * len(ps))),
+        sbc_counts=[r["counts"] for r in per_dim],
+        sbc_band=per_dim[0]["band"],
+        coverage=cov,
+        mean_posterior_sd=float(width),
+    )
+
+
+def identifiability(pre, key, deltas, num: int = 8) -> list[dict]:
+    """Posterior width of u against Delta by IS with the prior as proposal (no network:
+    the model's own answer), at the canvas's resolution and at the model's input
+    resolution (the summary pooled to the input side). The width is the posterior sd per
+    dimension over the prior's (Delta / sqrt 3): 1 = the image says nothing about u. Where
+    the ESS is a few samples, the posterior is narrower than IS with K draws resolves, and
+    the ratio is an upper bound."""
+    canvas = pre.render.image_size
+    size = train.input_size(pre)
+    rows = []
+    for delta in deltas:
+        c = pre.copy_and_resolve_references()
+        c.source.delta = float(delta)
+        src = sources.make(c)
+        for where, pool in (("canvas", max(1, canvas // 128)), ("input", max(1, canvas // size))):
+            gen = inf.generator(src, _NOISE.value, pool)
+            p = gen.base.maps.size
+            u, _, s_x = head_draws(gen, jax.random.fold_in(key, len(rows)), num)
+            prior = inf.prior_proposal(gen.delta, p)
+            one = jax.jit(lambda k, s, g=gen, q=prior: inf.continuous_is(k, g, s, q, _K.value))
+            sds, ess = [], []
+            for i in range(num):
+                w = one(jax.random.fold_in(key, 1000 + i), s_x[i])
+                pw = np.asarray(jax.nn.softmax(w.log_weights), np.float64)
+                e = np.asarray(w.samples, np.float64)
+                m = (pw[:, None] * e).sum(0)
+                sds.append(np.sqrt((pw[:, None] * (e - m) ** 2).sum(0)).mean())
+                ess.append(float(inf.ess(w.log_weights)))
+            ratio = float(np.mean(sds) / (delta / np.sqrt(3)))
+            rows.append(
+                dict(delta=float(delta), resolution=where, pool=pool, sd_over_prior=ratio,
+                     ess=float(np.mean(ess)), k=_K.value, n=num)
+            )  # fmt: skip
+            print(f"  Delta {delta} {where}: {rows[-1]}", flush=True)
+    return rows
+
+
+def head_mismatch(pre, gen, net, share, key, n: int = 16) -> list[dict]:
+    """Log evidence and ESS (head proposal) of real images against generated ones."""
+    p = gen.base.maps.size
+    size, ch = gen.spec.image_size, gen.spec.channels
+    _, gen_x, _ = head_draws(gen, key, n)
+    sets = {"generated (fresh u)": gen_x}
+    sets.update({k: v[:n] for k, v in _fashion_and_digits(size, ch, n).items()})
+    c = real_image.get_config("mini")
+    c.render.image_size = size
+    src = sources.make(c)
+    sets["one real image (edges)"] = jax.jit(src.batch, static_argnums=2)(key, 0, n)[0]
+    one = jax.jit(
+        lambda k, s, o: inf.continuous_is(
+            k, gen, s, inf.mdn_proposal(o, gen.delta, p, share), _K.value
+        )
+    )
+    rows = []
+    for name, imgs in sets.items():
+        s_x, out = inf.summarize(imgs, gen.pool), net(imgs)[0]
+        ws = [one(jax.random.fold_in(key, i), s_x[i], out[i]) for i in range(len(imgs))]
+        ev = np.array([float(inf.log_evidence(w.log_weights)) for w in ws])
+        rows.append(
+            dict(set=name, n=len(ws),
+                 log_evidence_median=float(np.median(ev)),
+                 log_evidence_per_dim=float(np.median(ev) / s_x.shape[1]),
+                 ess=float(np.mean([float(inf.ess(w.log_weights)) for w in ws])))
+        )  # fmt: skip
+        print(f"  {name}: {rows[-1]}", flush=True)
+    return rows
+
+
+def head_main(pre, model, params, out_dir: str) -> dict:
+    """The report of a continuous-head run (configs/amortized.py)."""
+    src = sources.make(pre)
+    gen = inf.generator(src, _NOISE.value, _POOL.value)
+    net = inf.network_fn(pre, model, params)
+    share = float(pre.model.mdn_prior_share)
+    key = jax.random.key(0)
+    report = dict(pretrained=_PRETRAINED.value, head="mdn", noise=gen.noise, pool=gen.pool,
+                  delta=gen.delta, seed=pre.seed, k=_K.value)  # fmt: skip
+    print("1. amortization (continuous head vs prior)", flush=True)
+    report["amortization"] = head_amortization(gen, net, share, jax.random.fold_in(key, 1))
+    print(json.dumps(report["amortization"]), flush=True)
+    print("2. calibration: SBC per dimension and coverage", flush=True)
+    report["calibration"] = head_calibration(
+        gen, net, share, jax.random.fold_in(key, 2), _SIMS.value, _IS_SIMS.value
+    )
+    for name, r in report["calibration"].items():
+        cov = dict(zip(r["coverage"]["levels"], np.mean(r["coverage"]["empirical"], 1)))
+        print(f"  {name}: SBC min p (Bonferroni) {r['sbc_min_p_bonferroni']:.3g}, "
+              f"coverage {cov}", flush=True)  # fmt: skip
+    print("3. identifiability: posterior width against Delta", flush=True)
+    report["identifiability"] = identifiability(pre, jax.random.fold_in(key, 3), _DELTAS.value)
+    print("4. mismatch", flush=True)
+    report["mismatch"] = head_mismatch(pre, gen, net, share, jax.random.fold_in(key, 4))
+    return report
+
+
 def main(argv) -> None:
     del argv
     if not _PRETRAINED.value:
@@ -311,6 +525,16 @@ def main(argv) -> None:
     if _SWEEP_CSV.value and not os.path.isfile(_SWEEP_CSV.value):
         raise ConfigError(f"--sweep_csv={_SWEEP_CSV.value}: no such file")
     pre, model, params = train.load_pretrained(_PRETRAINED.value)
+    if train.head(pre) == "mdn":
+        os.makedirs(_OUT.value, exist_ok=True)
+        t0 = time.time()
+        report = head_main(pre, model, params, _OUT.value)
+        report["seconds"] = time.time() - t0
+        with open(os.path.join(_OUT.value, "report.json"), "w") as f:
+            json.dump(report, f, indent=2)
+        head_plots(report, _OUT.value)
+        print(f"wrote {_OUT.value}/report.json and figures in {report['seconds']:.0f} s")
+        return
     src = sources.make(pre)
     gen = inf.generator(src, _NOISE.value, _POOL.value)
     os.makedirs(_OUT.value, exist_ok=True)
@@ -331,7 +555,10 @@ def main(argv) -> None:
         c = report["calibration"][name]
         print(f"  {name}: ECE {c['ece']:.3f} top-1 {c['accuracy']:.3f}", flush=True)
     for name in ("sbc_is", "sbc_network_alone", "sbc_sharpened_is", "sbc_sharpened_alone"):
-        print(f"  {name}: p {report['calibration'][name]['p_value']:.3g}", flush=True)
+        r = report["calibration"][name]
+        print(f"  {name}: p {r['p_value']:.3g}, all draws tied {r['all_draws_tied']:.2f}")
+    report["sbc_spread"] = sbc_spread_case(pre, jax.random.fold_in(key, 7))
+    print(f"  SBC where posteriors are spread: {json.dumps(report['sbc_spread'])}", flush=True)
     print("3. Bayes error against Delta", flush=True)
     report["bayes_error"] = bayes_errors(pre, jax.random.fold_in(key, 4))
     report["pretrain_accuracy"] = pretrain_accuracy_by_delta(_SWEEP_CSV.value)
@@ -426,6 +653,50 @@ def plots(report: dict, out: str) -> None:
     ax.set_title(f"telling {report['num_classes']} classes apart from one image", fontsize=9)
     fig.tight_layout()
     fig.savefig(os.path.join(out, "bayes_error.png"), dpi=110, bbox_inches="tight")
+    plt.close(fig)
+
+
+def head_plots(report: dict, out: str) -> None:
+    """SBC rank histograms (all dimensions pooled), coverage and the identifiability curve
+    of a continuous-head report."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    cal = report["calibration"]
+    fig, axes = plt.subplots(1, len(cal), figsize=(3.4 * len(cal), 3.0), sharey=True)
+    for ax, (name, r) in zip(axes, cal.items()):
+        c = np.asarray(r["sbc_counts"]).mean(0)
+        ax.bar(np.arange(len(c)), c, width=1.0, edgecolor="k", alpha=0.7)
+        ax.axhspan(*r["sbc_band"], color="gray", alpha=0.3)
+        ax.set_title(f"{name}\nmin p x P = {r['sbc_min_p_bonferroni']:.2g}", fontsize=9)
+        ax.set_xlabel("rank bin (mean over dimensions)")
+    axes[0].set_ylabel("count")
+    fig.tight_layout()
+    fig.savefig(os.path.join(out, "head_sbc.png"), dpi=110)
+    plt.close(fig)
+
+    fig, (ax, ax2) = plt.subplots(1, 2, figsize=(10, 3.6))
+    for name, r in cal.items():
+        lv = r["coverage"]["levels"]
+        ax.plot(lv, np.mean(r["coverage"]["empirical"], 1), "o-", label=name)
+    ax.plot([0.4, 1], [0.4, 1], "k--", lw=1)
+    ax.set_xlabel("nominal coverage of central intervals")
+    ax.set_ylabel("empirical (mean over dimensions)")
+    ax.legend(fontsize=7)
+    for where, marker in (("canvas", "o-"), ("input", "s--")):
+        rs = [r for r in report["identifiability"] if r["resolution"] == where]
+        ax2.plot([r["delta"] for r in rs], [r["sd_over_prior"] for r in rs], marker,
+                 label=f"IS with the prior, {where} resolution")  # fmt: skip
+    ax2.axhline(1.0, color="gray", lw=1)
+    ax2.set_xscale("log")
+    ax2.set_xlabel("Delta")
+    ax2.set_ylabel("posterior sd / prior sd of u")
+    ax2.set_ylim(0, 1.1)
+    ax2.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(os.path.join(out, "head_coverage_identifiability.png"), dpi=110)
     plt.close(fig)
 
 

@@ -263,7 +263,7 @@ def random_init(pre: ml_collections.ConfigDict, seed: int):
     """Parameters of ``pre``'s model at initialisation (the random-init baseline): with the
     pre-training's init key for ``seed`` (:func:`fractaljax.train.init_key`), the very
     weights a pre-training run of that seed starts from."""
-    model = train.make_model(pre, pre.source.num_classes)
+    model = train.make_model(pre, train.num_outputs(pre, pre.source.num_classes))
     s = train.input_size(pre)
     x = jnp.zeros((1, s, s, pre.render.channels))
     return model, jax.jit(model.init)(train.init_key(seed), x)["params"]

@@ -40,8 +40,8 @@ import jax.numpy as jnp
 import numpy as np
 from jax.scipy.special import logsumexp
 
+from fractaljax import mdn, sources
 from fractaljax import render as render_lib
-from fractaljax import sources
 from fractaljax.errors import ConfigError
 from fractaljax.ifs import IFS
 
@@ -91,9 +91,12 @@ def pareto_k(log_w: np.ndarray) -> float:
 
     The generalised Pareto shape fitted (Zhang & Stephens 2009, with the weak prior of the
     PSIS paper) to the largest ``min(K / 5, 3 sqrt(K))`` weights. k < 0.5: the weights have
-    a finite variance; 0.5-0.7: usable with care; > 0.7: the estimate is not reliable;
-    inf when a handful of weights underflow all the others. NaN when fewer than 5 weights
-    are finite.
+    a finite variance; 0.5-0.7: usable with care; > 0.7: the estimate is not reliable.
+
+    Two values are not fitted tails. ``inf``: *degenerate*, a handful of weights hold all
+    the mass (the others tie at the cut-off or underflow next to them), i.e. the ESS is a
+    few samples, as bad as it gets. ``nan``: fewer than 5 finite weights, nothing to fit.
+    :func:`pareto_summary` counts both apart from the fitted values.
     """
     lw = np.sort(np.asarray(log_w, np.float64))
     lw = lw[np.isfinite(lw)]
@@ -108,6 +111,24 @@ def pareto_k(log_w: np.ndarray) -> float:
     if x[int(m / 4 + 0.5) - 1] <= 0:
         return math.inf  # a handful of weights hold everything: as bad as it gets
     return _gpd_shape(x)
+
+
+def pareto_summary(ks) -> dict:
+    """Many :func:`pareto_k` values summarised without letting NaN poison the statistics:
+    ``median`` over the non-NaN values (degenerate ``inf`` counts as the largest),
+    ``fitted_median`` over the finite ones, the counts ``n``, ``degenerate`` (inf),
+    ``no_fit`` (NaN) and ``over_0_7`` (unreliable, degenerate included)."""
+    ks = np.asarray(ks, np.float64)
+    known = ks[~np.isnan(ks)]
+    finite = ks[np.isfinite(ks)]
+    return dict(
+        n=int(ks.size),
+        median=float(np.median(known)) if known.size else math.nan,
+        fitted_median=float(np.median(finite)) if finite.size else math.nan,
+        degenerate=int(np.sum(np.isposinf(ks))),
+        no_fit=int(np.sum(np.isnan(ks))),
+        over_0_7=int(np.sum(known > 0.7)),
+    )
 
 
 def _gpd_shape(x: np.ndarray) -> float:
@@ -278,8 +299,7 @@ class Generator:
 
     def log_prior_eps(self, eps: jax.Array) -> jax.Array:
         """Uniform on the box ``[1 - delta, 1 + delta]^P``: ``float32[K]``, -inf outside."""
-        inside = jnp.all(jnp.abs(eps - 1.0) <= self.delta, -1)
-        return jnp.where(inside, -eps.shape[-1] * jnp.log(2 * self.delta), -jnp.inf)
+        return mdn.log_prior(eps, self.delta)
 
     def observe(self, key: jax.Array, images: jax.Array) -> jax.Array:
         """``images + noise * z``: draws of the observation model."""
@@ -323,6 +343,41 @@ def simulate(key: jax.Array, gen: Generator, num: int) -> tuple[jax.Array, jax.A
 # --- the continuous latent ------------------------------------------------------------------
 
 
+class Proposal(NamedTuple):
+    """A proposal over the multipliers: ``sample(key, K) -> float32[K, P]`` and
+    ``log_prob(eps float32[K, P]) -> float32[K]`` (normalised)."""
+
+    sample: Callable[[jax.Array, int], jax.Array]
+    log_prob: Callable[[jax.Array], jax.Array]
+
+
+def prior_proposal(delta: float, dims: int) -> Proposal:
+    """The uniform prior on the box ``[1 - delta, 1 + delta]^dims``."""
+
+    def sample(key, k):
+        return jax.random.uniform(key, (k, dims), minval=1 - delta, maxval=1 + delta)
+
+    return Proposal(sample, lambda eps: mdn.log_prior(eps, delta))
+
+
+def with_prior(proposal: Proposal, delta: float, dims: int, share: float) -> Proposal:
+    """``(1 - share) proposal + share prior`` (defensive, Hesterberg 1995): weights
+    ``prior / q`` stay below ``1 / share`` wherever ``proposal`` puts no mass."""
+    prior = prior_proposal(delta, dims)
+
+    def sample(key, k):
+        k_a, k_b, k_c = jax.random.split(key, 3)
+        pick = jax.random.uniform(k_c, (k,)) < share
+        return jnp.where(pick[:, None], prior.sample(k_b, k), proposal.sample(k_a, k))
+
+    def log_prob(eps):
+        return jnp.logaddexp(
+            jnp.log1p(-share) + proposal.log_prob(eps), jnp.log(share) + prior.log_prob(eps)
+        )
+
+    return Proposal(sample, log_prob)
+
+
 def mixture_log_q(eps: jax.Array, centres: jax.Array, log_pi: jax.Array, width: float):
     """``log sum_l pi_l N(eps; centre_l, width^2 I)``: ``eps [K, P]``, ``centres [L, P]``."""
     p = eps.shape[-1]
@@ -331,35 +386,64 @@ def mixture_log_q(eps: jax.Array, centres: jax.Array, log_pi: jax.Array, width: 
     return logsumexp(log_pi[None] + log_n, -1)
 
 
-def continuous_is(
-    key: jax.Array,
-    gen: Generator,
-    s_x: jax.Array,
-    log_pi: jax.Array | None,
-    num_samples: int,
-    width: float,
-) -> Weighted:
-    """Importance sampling of ``p(eps | s_x)`` in the LIEP box.
+def class_mixture_proposal(
+    gen: Generator, log_pi: jax.Array, width: float, share: float = DEFENSIVE
+) -> Proposal:
+    """The LPCE classifier as a proposal over eps: isotropic Gaussians of std ``width``
+    (e.g. ``delta / 10``, the report's) at the classes' eps, weighted by the network's
+    class log probabilities ``log_pi: float32[L]``, with ``share`` of the prior."""
+    centres = gen.class_eps()
 
-    Args:
-      log_pi: the network's (defensive) class log probabilities ``float32[L]``: the
-        proposal is the mixture of isotropic Gaussians of std ``width`` at the classes'
-        ``eps``, weighted by them. None: the prior (uniform on the box) is the proposal.
-      width: the mixture components' std (in units of the multiplier, e.g. delta / 4).
-    """
-    k_c, k_e = jax.random.split(key)
-    p = gen.base.maps.size
-    if log_pi is None:
-        eps = jax.random.uniform(k_e, (num_samples, p), minval=1 - gen.delta, maxval=1 + gen.delta)
-        log_q = gen.log_prior_eps(eps)
-    else:
-        centres = gen.class_eps()
-        comp = jax.random.categorical(k_c, log_pi, shape=(num_samples,))
-        eps = centres[comp] + width * jax.random.normal(k_e, (num_samples, p))
-        log_q = mixture_log_q(eps, centres, log_pi, width)
-    s_r = summarize(gen.render_eps(eps), gen.pool)
-    log_w = gen.log_prior_eps(eps) + log_likelihood(s_x, s_r, gen.var) - log_q
+    def sample(key, k):
+        k_c, k_e = jax.random.split(key)
+        comp = jax.random.categorical(k_c, log_pi, shape=(k,))
+        return centres[comp] + width * jax.random.normal(k_e, (k, centres.shape[1]))
+
+    mix = Proposal(sample, lambda eps: mixture_log_q(eps, centres, log_pi, width))
+    return with_prior(mix, gen.delta, centres.shape[1], share)
+
+
+def mdn_proposal(out: jax.Array, delta: float, dims: int, share: float) -> Proposal:
+    """A continuous head's output for one image, ``float32[K (1 + 2 dims)]`` (configs/
+    amortized.py), as a proposal: its mixture density with ``share`` of the prior."""
+    mix = mdn.split(out, dims)
+    return Proposal(
+        lambda key, k: mdn.sample(key, mix, k, delta, share),
+        lambda eps: mdn.log_prob(mix, eps, delta, share),
+    )
+
+
+def importance_sample(
+    key: jax.Array,
+    log_joint: Callable[[jax.Array], jax.Array],
+    proposal: Proposal,
+    num_samples: int,
+) -> Weighted:
+    """``num_samples`` draws of ``proposal`` weighted by ``log_joint(samples) -
+    log q(samples)`` (``log_joint: float32[K, P] -> float32[K]``, the prior times the
+    likelihood of one observation); non-finite weights become -inf (zero weight)."""
+    eps = proposal.sample(key, num_samples)
+    log_w = log_joint(eps) - proposal.log_prob(eps)
     return Weighted(eps, jnp.where(jnp.isfinite(log_w), log_w, -jnp.inf))
+
+
+def continuous_is(
+    key: jax.Array, gen: Generator, s_x: jax.Array, proposal: Proposal, num_samples: int
+) -> Weighted:
+    """Importance sampling of ``p(eps | s_x)`` in the LIEP box: ``num_samples`` draws of
+    ``proposal`` (:func:`prior_proposal`, :func:`class_mixture_proposal`,
+    :func:`mdn_proposal`), weighted by prior x likelihood (the renderer) / proposal."""
+
+    def log_joint(eps):
+        s_r = summarize(gen.render_eps(eps), gen.pool)
+        return gen.log_prior_eps(eps) + log_likelihood(s_x, s_r, gen.var)
+
+    return importance_sample(key, log_joint, proposal, num_samples)
+
+
+def resample(key: jax.Array, w: Weighted, num: int) -> jax.Array:
+    """``num`` draws of the self-normalised IS posterior (multinomial resampling)."""
+    return w.samples[jax.random.categorical(key, w.log_weights, shape=(num,))]
 
 
 # --- calibration ------------------------------------------------------------------------------
@@ -399,7 +483,8 @@ def sbc_ranks(
     num_samples: int,
     num_draws: int,
     correct: bool = True,
-) -> jax.Array:
+    return_ties: bool = False,
+) -> jax.Array | tuple[jax.Array, jax.Array]:
     """Simulation-based calibration (Talts et al. 2018) of the class posterior, vmapped.
 
     For each simulated ``(y_true[i], s_x[i])``, ``num_draws`` posterior draws are taken (by
@@ -407,7 +492,13 @@ def sbc_ranks(
     ``correct=False``, straight from the proposal, i.e. trusting the network's
     probabilities); the rank of the true class among them, with ties broken uniformly at
     random (the latent is discrete), is uniform on ``{0..num_draws}`` iff the posterior
-    is calibrated. Returns ``int32[S]``.
+    is calibrated. Returns ``int32[S]``; with ``return_ties``, also the share of
+    simulations in which *every* draw equals the truth.
+
+    That share says whether the test can fail at all: where the posterior is a point mass
+    on the true class, every rank is drawn uniformly among tied draws, so the histogram is
+    uniform whatever the proposal (a share near 1 makes the p-value uninformative). Run SBC
+    on a model whose posteriors are spread (a Bayes error well above 0).
     """
 
     def one(k, y, s, lq):
@@ -418,10 +509,11 @@ def sbc_ranks(
         else:
             draws = jax.random.categorical(k_r, lq, shape=(num_draws,))
         less, ties = jnp.sum(draws < y), jnp.sum(draws == y)
-        return less + jax.random.randint(k_t, (), 0, ties + 1)
+        return less + jax.random.randint(k_t, (), 0, ties + 1), ties == num_draws
 
     ks = jax.random.split(key, y_true.shape[0])
-    return jax.vmap(one)(ks, y_true, s_x, log_q)
+    ranks, all_tied = jax.vmap(one)(ks, y_true, s_x, log_q)
+    return (ranks, jnp.mean(all_tied)) if return_ties else ranks
 
 
 def rank_uniformity(ranks: np.ndarray, num_draws: int, bins: int = 10) -> dict:
@@ -440,6 +532,37 @@ def rank_uniformity(ranks: np.ndarray, num_draws: int, bins: int = 10) -> dict:
     return dict(
         counts=counts.tolist(), p_value=float(chi2.pvalue), band=(float(lo), float(hi)), n=n
     )
+
+
+def continuous_ranks(truth: jax.Array, draws: jax.Array) -> jax.Array:
+    """SBC ranks of a continuous latent, per dimension: ``truth [S, P]``, posterior draws
+    ``[S, M, P]`` -> ``int32[S, P]`` in ``{0..M}`` (the number of draws below the truth;
+    ties have probability zero). Uniform for every dimension iff calibrated."""
+    return jnp.sum(draws < truth[:, None, :], axis=1).astype(jnp.int32)
+
+
+def coverage(truth: np.ndarray, draws: np.ndarray, levels=(0.5, 0.8, 0.9, 0.95)) -> dict:
+    """Expected coverage of central posterior intervals, per dimension: for each nominal
+    level, the share of simulations whose true value lies in the central interval of its
+    posterior draws (``truth [S, P]``, ``draws [S, M, P]``). Calibrated: empirical =
+    nominal; over-confident: below it. Returns ``levels`` and ``empirical [len(levels), P]``
+    with the Binomial 99% band of a calibrated posterior's coverage.
+
+    The interval is read from the truth's rank among the M draws (its posterior quantile
+    ``(rank + 1/2) / (M + 1)``), not from interpolated sample quantiles, which cover less
+    than nominal with finitely many draws (with M = 99, the 90% interval between the
+    5% and 95% sample quantiles covers 88%)."""
+    from scipy import stats
+
+    truth, draws = np.asarray(truth), np.asarray(draws)
+    s, m = draws.shape[:2]
+    q = (np.sum(draws < truth[:, None, :], axis=1) + 0.5) / (m + 1)  # [S, P]
+    emp, bands = [], []
+    for lvl in levels:
+        emp.append((np.abs(q - 0.5) <= lvl / 2 + 1e-9).mean(0))
+        b = stats.binom.interval(0.99, s, lvl)
+        bands.append((b[0] / s, b[1] / s))
+    return dict(levels=list(levels), empirical=np.asarray(emp).tolist(), band=bands, n=s)
 
 
 # --- identifiability --------------------------------------------------------------------------

@@ -130,9 +130,6 @@ def point_identity(pre, ft, few_labels: int, seed: int, random_init: bool) -> di
     return {"version": POINT_VERSION, **what, "finetune": ft.to_dict(), "few_labels": few_labels}
 
 
-# Fields added after points were stored, at the value that reproduces those points: left out
-# of a point's identity at that value, so the stored points keep their keys.
-LATER_DEFAULTS = {("model", "init"): "big_vision", ("source", "labels"): "true"}
 # Fields that change how, not what, is computed: the rasterisers draw identical images, and
 # sharding the parameters changes only the order of float sums.
 NEUTRAL = ("render.rasterizer", "param_sharding", "fsdp_min_size")
@@ -140,7 +137,8 @@ NEUTRAL = ("render.rasterizer", "param_sharding", "fsdp_min_size")
 
 def _without_defaults(pre: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
     pre = ml_collections.ConfigDict(pre.to_dict())
-    for (block, field), value in LATER_DEFAULTS.items():
+    for path, value in train.LATER_DEFAULTS.items():
+        block, field = path.split(".")
         if block in pre and pre[block].get(field, value) == value and field in pre[block]:
             del pre[block][field]
     for path in NEUTRAL:

@@ -31,7 +31,7 @@ import optax
 from flax.training import train_state
 from jax.experimental import multihost_utils
 
-from fractaljax import augment, config_utils, keys, sharding, sources
+from fractaljax import augment, config_utils, keys, mdn, sharding, sources
 from fractaljax.checkpoint import Checkpoints
 from fractaljax.errors import (
     CheckpointError,
@@ -57,12 +57,42 @@ def input_size(config: ml_collections.ConfigDict, source=None) -> int:
     return int(source.image_shape[0] if source is not None else config.render.image_size)
 
 
+# What the model's head predicts: 'classes', the L perturbation classes (LPCE, the paper);
+# 'mdn', a mixture density over the continuous multipliers u of 1p-frac's base fractal
+# (maximum likelihood on fresh draws: the amortized proposal of fractaljax.inference).
+HEADS = ("classes", "mdn")
+
+
+def head(config: ml_collections.ConfigDict) -> str:
+    """``config.model.head`` ('classes' for configs older than the field)."""
+    return config.model.get("head", "classes")
+
+
+def num_outputs(config: ml_collections.ConfigDict, num_classes: int) -> int:
+    """The head's width: ``num_classes``, or the mixture density's over the ``6N``
+    multipliers with ``model.head='mdn'``."""
+    if head(config) == "mdn":
+        return mdn.num_outputs(config.model.mdn_components, 6 * config.source.n_maps)
+    return num_classes
+
+
 def make_model(config: ml_collections.ConfigDict, num_classes: int) -> vit.ViT:
+    """The ViT of ``config.model`` with ``num_classes`` outputs (see :func:`num_outputs`)."""
     m = config.model
     if m.dtype not in DTYPES:
         raise ConfigError(f"model.dtype={m.dtype!r}: must be one of {sorted(DTYPES)}")
     if not 0.0 <= m.drop_path < 1.0:
         raise ConfigError(f"model.drop_path={m.drop_path}: must be in [0, 1)")
+    if head(config) not in HEADS:
+        raise ConfigError(f"model.head={head(config)!r}: must be one of {HEADS}")
+    if head(config) == "mdn":
+        if m.mdn_components < 1:
+            raise ConfigError(f"model.mdn_components={m.mdn_components}: must be >= 1")
+        if not 0.0 < m.mdn_prior_share < 1.0:
+            raise ConfigError(
+                f"model.mdn_prior_share={m.mdn_prior_share}: must be in (0, 1) (the prior's "
+                "share keeps importance weights bounded)"
+            )
     return vit.make(
         m.variant,
         num_classes,
@@ -204,6 +234,18 @@ RESUME_SAFE_FIELDS = (
 )
 
 
+# Fields added after runs and sweep points were stored, at the value that reproduces them:
+# a config.json without one means this value (a resume sees no change; a stored point's
+# identity leaves the field out at this value, so its key stays).
+LATER_DEFAULTS = {
+    "model.init": "big_vision",
+    "source.labels": "true",
+    "model.head": "classes",
+    "model.mdn_components": 8,
+    "model.mdn_prior_share": 0.05,
+}
+
+
 def _flat(d: dict, prefix: str = "") -> dict[str, Any]:
     out = {}
     for k, v in d.items():
@@ -218,6 +260,7 @@ def config_changes(old: dict, new: ml_collections.ConfigDict) -> dict[str, tuple
     """``{dotted field: (old, new)}`` for every field where ``new`` differs from ``old``
     (a ``config.json``); JSON round trip first, so tuples and lists compare equal."""
     a, b = _flat(old), _flat(json.loads(new.to_json_best_effort()))
+    a = {**{k: v for k, v in LATER_DEFAULTS.items() if k in b}, **a}
     return {k: (a.get(k), b.get(k)) for k in sorted(a.keys() | b.keys()) if a.get(k) != b.get(k)}
 
 
@@ -310,31 +353,41 @@ def make_train_step(config, model, source, tx, schedule, mesh, state_sharding=No
     data_key, step_key = keys.stream(config.seed, "data"), keys.stream(config.seed, "step")
     batch_sharding = sharding.batch_sharded(mesh)
     num_classes = source.num_classes
+    continuous = head(config) == "mdn"
 
     def train_step(state, step):
-        images, labels = source.batch(data_key, step, config.batch_size)
-        # Constraining the labels splits the rendering itself over the devices.
-        images = jax.lax.with_sharding_constraint(images, batch_sharding)
         k_aug, k_drop = jax.random.split(jax.random.fold_in(step_key, step))
-        x, targets = augment.augment_batch(
-            k_aug, images, labels, num_classes, config.augment, input_size(config, source)
-        )
+        if continuous:
+            images, targets = source.latent_batch(data_key, step, config.batch_size)
+        else:
+            images, labels = source.batch(data_key, step, config.batch_size)
+        # Constraining the images splits the rendering itself over the devices.
+        images = jax.lax.with_sharding_constraint(images, batch_sharding)
+        if continuous:
+            # The generator's images as they are (resized): crops, flips and mixing would
+            # change which u drew the image.
+            x = model_input(config, source, images)
+        else:
+            x, targets = augment.augment_batch(
+                k_aug, images, labels, num_classes, config.augment, input_size(config, source)
+            )
 
         def loss_fn(params):
-            logits, _ = model.apply({"params": params}, x, train=True, rngs={"dropout": k_drop})
-            return lpce(logits, targets).mean(), logits
+            out, _ = model.apply({"params": params}, x, train=True, rngs={"dropout": k_drop})
+            return head_loss(config, source, out, targets).mean(), out
 
-        (loss, logits), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+        (loss, out), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
         state = state.apply_gradients(grads=grads)
         metrics = {
             "loss": loss,
-            # Against the label of the unmixed image: a rough signal under mixup/cutmix.
-            "train_accuracy": jnp.mean(jnp.argmax(logits, -1) == labels),
             "grad_norm": jnp.sqrt(
                 sum(jnp.sum(g.astype(jnp.float32) ** 2) for g in jax.tree.leaves(grads))
             ),
             "lr": schedule(step),
         }
+        if not continuous:
+            # Against the label of the unmixed image: a rough signal under mixup/cutmix.
+            metrics["train_accuracy"] = jnp.mean(jnp.argmax(out, -1) == labels)
         return state, metrics
 
     # Donating the state halves its memory on accelerators; XLA's CPU backend ignores it.
@@ -343,20 +396,46 @@ def make_train_step(config, model, source, tx, schedule, mesh, state_sharding=No
     return jax.jit(train_step, donate_argnums=donate, out_shardings=out)
 
 
+def model_input(config, source, images: jax.Array) -> jax.Array:
+    """Canvas images ``float32[B, H, W, C]`` -> the model's input (resized, normalised)."""
+    x = augment.resize(images, input_size(config, source), augment.interpolation(config.augment))
+    return augment.normalize(x)
+
+
+def head_loss(config, source, out: jax.Array, targets: jax.Array) -> jax.Array:
+    """Per-example loss of the head's outputs: LPCE against (soft) class targets, or the
+    mixture density's negative log-likelihood of the multipliers ``u`` that drew the image
+    (``model.head='mdn'``)."""
+    if head(config) == "mdn":
+        return mdn.nll(out, targets, source.delta, config.model.mdn_prior_share)
+    return lpce(out, targets)
+
+
 def make_eval_step(config, model, source) -> Callable:
-    """Clean (unaugmented) loss and top-1 on a fixed batch of the pre-training task."""
+    """Clean (unaugmented) metrics on a fixed batch of the pre-training task: loss and
+    top-1; with ``model.head='mdn'``, the loss and the error of the posterior mean of u in
+    units of Delta (0.5 for a head that knows nothing, the prior's mean error)."""
     key = keys.stream(config.seed, "eval")
+    continuous = head(config) == "mdn"
 
     @jax.jit
     def eval_step(params):
-        images, labels = source.batch(key, 0, config.eval_batch_size)
-        images = augment.resize(
-            images, input_size(config, source), augment.interpolation(config.augment)
-        )
-        logits, _ = model.apply({"params": params}, augment.normalize(images))
+        if continuous:
+            images, u = source.latent_batch(key, 0, config.eval_batch_size)
+        else:
+            images, labels = source.batch(key, 0, config.eval_batch_size)
+        out, _ = model.apply({"params": params}, model_input(config, source, images))
+        if not continuous:
+            return {
+                "eval_loss": lpce(out, labels).mean(),
+                "eval_accuracy": jnp.mean(jnp.argmax(out, -1) == labels),
+            }
+        mix = mdn.split(out, u.shape[-1])
+        keys_ = jax.random.split(jax.random.fold_in(key, 1), u.shape[0])
+        means = jax.vmap(lambda k, m: mdn.mean(k, m, source.delta))(keys_, mix)
         return {
-            "eval_loss": lpce(logits, labels).mean(),
-            "eval_accuracy": jnp.mean(jnp.argmax(logits, -1) == labels),
+            "eval_loss": head_loss(config, source, out, u).mean(),
+            "eval_error_over_delta": jnp.mean(jnp.abs(means - u)) / source.delta,
         }
 
     return eval_step
@@ -420,7 +499,7 @@ def load_pretrained(workdir: str):
         ckpt.close()
         raise CheckpointError(f"--pretrained={workdir}: no checkpoint there yet; train it first")
     data = read_source_record(workdir, config)
-    model = make_model(config, data["num_classes"])
+    model = make_model(config, num_outputs(config, data["num_classes"]))
     tx = make_optimizer(config, learning_rate(config))
     state = init_state(config, model, tx, sharding.data_mesh(), data["image_shape"])
     params = ckpt.restore(step, _checkpointable(state))["params"]
@@ -460,7 +539,12 @@ def build(config, mesh, source=None, cache_dir: str | None = None):
     no run directory (``source`` replaces ``sources.make``; ``cache_dir`` keeps its
     one-time searches)."""
     source = source or sources.make(config, cache_dir=cache_dir)
-    model = make_model(config, source.num_classes)
+    if head(config) == "mdn" and not hasattr(source, "latent_batch"):
+        raise ConfigError(
+            f"model.head='mdn' needs a source with a continuous latent (1p-frac, "
+            f"configs/onepfrac.py or configs/amortized.py); {source.name!r} has none"
+        )
+    model = make_model(config, num_outputs(config, source.num_classes))
     schedule = learning_rate(config)
     tx = make_optimizer(config, schedule)
     state = init_state(config, model, tx, mesh, source.image_shape)

@@ -45,6 +45,28 @@ class OnePFracSource(Source):
     seed: int = 0
     delta: float = 0.0
 
+    @property
+    def num_latents(self) -> int:
+        """P = 6N, the multipliers of the base's parameters."""
+        return int(self.base.maps.size)
+
+    def latent_batch(self, key: jax.Array, step: jax.Array | int, batch_size: int):
+        """One batch of the continuous generator, for a head that reads ``u`` back
+        (``model.head='mdn'``): fresh multipliers ``u ~ U(1 - Delta, 1 + Delta)^{6N}`` of the
+        base's parameters (the official LIEP law, the base's map probabilities kept), a
+        fresh walk and fresh patches: an unbounded data set, the amortized-inference
+        training of Le et al. (2017). The official per-class fill rejection is not applied.
+
+        Returns ``(images float32[B, H, W, C], u float32[B, 6N])``; a pure function of
+        (key, step), jit-able (``batch_size`` static).
+        """
+        k_u, k_render = jax.random.split(jax.random.fold_in(key, step))
+        d = self.delta
+        u = jax.random.uniform(k_u, (batch_size, *self.base.maps.shape), minval=1 - d, maxval=1 + d)
+        probs = jnp.broadcast_to(self.base.probs, u.shape[:2])
+        images = render_lib.render(self.spec, IFS(self.base.maps[None] * u, probs), k_render)
+        return images, u.reshape(batch_size, -1)
+
 
 def onepfrac_keys(seed: int) -> dict[str, jax.Array]:
     """The keys of a 1p-frac data set: ``base``, ``classes``, ``walk`` (the fixed walk) and

@@ -1,0 +1,244 @@
+"""The continuous proposal q(u | x) (fractaljax/mdn.py, configs/amortized.py): its density
+against analytic ones, bounded weights, SBC and coverage on a 1-D problem whose posterior is
+known exactly, and the head wired into the train step, checkpoints and the report."""
+
+import json
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from scipy import stats
+
+from configs import amortized
+from fractaljax import inference as inf
+from fractaljax import mdn, sources, train
+from fractaljax.errors import ConfigError
+
+DELTA, SHARE = 0.1, 0.05
+
+
+def mixture_1d(means, log_stds, logits) -> mdn.Mixture:
+    """A 1-D mixture (P = 1) from plain lists."""
+    return mdn.Mixture(
+        jax.nn.log_softmax(jnp.asarray(logits, jnp.float32)),
+        jnp.asarray(means, jnp.float32)[:, None],
+        jnp.asarray(log_stds, jnp.float32)[:, None],
+    )
+
+
+def test_density_is_normalised_on_the_box_and_matches_the_change_of_variables():
+    # Components well inside the box (the density's spikes at the edges, where tanh
+    # saturates, are finer than a float32 grid resolves).
+    mix = mixture_1d([-0.5, 0.6], [-0.5, -0.3], [0.2, -0.1])
+    grid = jnp.linspace(1 - DELTA, 1 + DELTA, 200_001)[1:-1, None]
+    dens = np.exp(np.asarray(mdn.log_prob(mix, grid, DELTA, SHARE), np.float64))
+    step = 2 * DELTA / 200_000  # exact; a float32 difference of grid points is not
+    assert np.sum(dens) * step == pytest.approx(1.0, abs=1e-3)
+    # One point by hand: (1 - s) sum_k pi_k N(z; m_k, s_k) |dz/du| + s / (2 Delta).
+    u = 1.03
+    t = (u - 1) / DELTA
+    z = math.atanh(t)
+    pi = np.exp(np.asarray(mix.log_pi))
+    q_z = sum(
+        p * stats.norm.pdf(z, m, math.exp(ls))
+        for p, m, ls in zip(pi, [-0.5, 0.6], [-0.5, -0.3], strict=True)
+    )
+    want = (1 - SHARE) * q_z / (DELTA * (1 - t**2)) + SHARE / (2 * DELTA)
+    got = float(jnp.exp(mdn.log_prob(mix, jnp.array([[u]]), DELTA, SHARE))[0])
+    assert got == pytest.approx(want, rel=1e-4)
+
+
+def test_samples_follow_the_density_and_weights_stay_bounded():
+    mix = mixture_1d([-0.5, 1.2], [-0.3, 0.4], [0.2, -0.1])
+    draws = np.asarray(mdn.sample(jax.random.key(0), mix, 20_000, DELTA, SHARE))[:, 0]
+    assert np.all(np.abs(draws - 1) <= DELTA)
+    grid = np.linspace(1 - DELTA, 1 + DELTA, 20_001)[1:-1]
+    dens = np.exp(np.asarray(mdn.log_prob(mix, jnp.asarray(grid)[:, None], DELTA, SHARE)))
+    cdf = np.cumsum(dens) / dens.sum()
+    ks = stats.kstest(draws, lambda x: np.interp(x, grid, cdf))
+    assert ks.pvalue > 0.01, ks
+    # A wrong density is rejected by the same test (the test can fail).
+    other = np.asarray(mdn.sample(jax.random.key(0), mix, 20_000, DELTA, 0.5))[:, 0]
+    assert stats.kstest(other, lambda x: np.interp(x, grid, cdf)).pvalue < 1e-6
+    # prior / q <= 1 / share everywhere in the box, even where the mixture puts nothing.
+    sharp = mixture_1d([3.0], [-6.0], [0.0])
+    lq = mdn.log_prob(sharp, jnp.asarray(grid)[:, None], DELTA, SHARE)
+    ratio = np.exp(np.asarray(mdn.log_prior(jnp.asarray(grid)[:, None], DELTA) - lq))
+    assert ratio.max() <= 1 / SHARE * (1 + 1e-4)
+
+
+# --- a 1-D problem with a known posterior ------------------------------------------------------
+# u ~ U(1 - Delta, 1 + Delta), x = u + N(0, sigma^2): the posterior is the normal N(x, sigma^2)
+# truncated to the box, whose quantiles are exact (scipy.stats.truncnorm).
+
+SIGMA = 0.04
+
+
+def toy_posterior(x):
+    a, b = (1 - DELTA - x) / SIGMA, (1 + DELTA - x) / SIGMA
+    return stats.truncnorm(a, b, loc=x, scale=SIGMA)
+
+
+def toy_draws(n: int, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    u = rng.uniform(1 - DELTA, 1 + DELTA, n)
+    return u, u + SIGMA * rng.standard_normal(n)
+
+
+def toy_log_joint(x):
+    def f(u):
+        ll = -0.5 * ((u[:, 0] - x) / SIGMA) ** 2
+        return mdn.log_prior(u, DELTA) + ll
+
+    return f
+
+
+def fitted_head(x: float, scale: float) -> mdn.Mixture:
+    """A one-component 'head' for observation x: the posterior's moments moved to z, its
+    width times ``scale`` (1: about right; 0.3: over-confident)."""
+    post = toy_posterior(x)
+    m = float(mdn.from_box(jnp.float32(post.mean()), DELTA))
+    t = min(abs((post.mean() - 1) / DELTA), 0.99)
+    sd_z = post.std() / (DELTA * (1 - t**2))  # the delta method through atanh
+    return mixture_1d([m], [math.log(scale * sd_z)], [0.0])
+
+
+def test_exact_posterior_passes_sbc_and_coverage_and_an_over_confident_one_fails():
+    u, x = toy_draws(2000)
+    m = 99
+    exact = np.stack([toy_posterior(xi).rvs(m, random_state=i) for i, xi in enumerate(x)])
+    truth = jnp.asarray(u[:, None], jnp.float32)
+    ok = np.asarray(inf.continuous_ranks(truth, jnp.asarray(exact[..., None])))
+    assert inf.rank_uniformity(ok[:, 0], m)["p_value"] > 0.01
+    cov = inf.coverage(u[:, None], exact[..., None])
+    for lvl, emp, (lo, hi) in zip(cov["levels"], cov["empirical"], cov["band"], strict=True):
+        assert lo <= emp[0] <= hi, (lvl, emp)
+    # The same posterior with half its width: the truth falls outside too often.
+    narrow = x[:, None] + 0.5 * (exact - x[:, None])
+    bad = np.asarray(inf.continuous_ranks(truth, jnp.asarray(narrow[..., None])))
+    assert inf.rank_uniformity(bad[:, 0], m)["p_value"] < 1e-6
+    cov = inf.coverage(u[:, None], narrow[..., None])
+    assert all(emp[0] < lo for emp, (lo, _) in zip(cov["empirical"], cov["band"], strict=True))
+
+
+def test_importance_sampling_with_a_head_recovers_the_exact_posterior():
+    """IS with a head as proposal (a fair one, and an over-confident one rescued by the
+    prior's share) matches the truncated normal's mean, sd and quantiles; the SBC of the
+    over-confident head alone fails where its IS posterior passes."""
+    u, x = toy_draws(300, seed=1)
+    k, m = 4000, 99
+
+    @jax.jit
+    def posterior_draws(key, xi, mean, log_std):
+        mix = mdn.Mixture(jnp.zeros(1), mean[None, None], log_std[None, None])
+        prop = inf.Proposal(
+            lambda kk, n: mdn.sample(kk, mix, n, DELTA, SHARE),
+            lambda e: mdn.log_prob(mix, e, DELTA, SHARE),
+        )
+        w = inf.importance_sample(key, toy_log_joint(xi), prop, k)
+        alone = mdn.sample(jax.random.fold_in(key, 2), mix, m, DELTA, SHARE)
+        return inf.resample(jax.random.fold_in(key, 1), w, m), alone, w
+
+    for scale in (1.0, 0.3):
+        heads = [fitted_head(float(xi), scale) for xi in x]
+        outs = [
+            posterior_draws(jax.random.key(i), xi, h.mean[0, 0], h.log_std[0, 0])
+            for i, (xi, h) in enumerate(zip(x, heads, strict=True))
+        ]
+        # Weighted moments of one observation against the exact ones.
+        w = outs[0][2]
+        p = np.asarray(jax.nn.softmax(w.log_weights), np.float64)
+        e = np.asarray(w.samples[:, 0], np.float64)
+        post = toy_posterior(x[0])
+        assert (p * e).sum() == pytest.approx(post.mean(), abs=0.1 * post.std())
+        sd = math.sqrt((p * (e - (p * e).sum()) ** 2).sum())
+        assert sd == pytest.approx(post.std(), rel=0.15)
+        truth = jnp.asarray(u[:, None], jnp.float32)
+        ranks_is = np.asarray(inf.continuous_ranks(truth, jnp.stack([o[0] for o in outs])))
+        assert inf.rank_uniformity(ranks_is[:, 0], m)["p_value"] > 0.01
+        ranks_alone = np.asarray(inf.continuous_ranks(truth, jnp.stack([o[1] for o in outs])))
+        p_alone = inf.rank_uniformity(ranks_alone[:, 0], m)["p_value"]
+        if scale == 1.0:
+            assert p_alone > 0.001  # the fair head is close to the posterior by itself
+        else:
+            assert p_alone < 1e-6  # over-confident alone: flagged
+
+
+# --- the head in the train step -----------------------------------------------------------------
+
+
+def tiny_config(steps: int = 2):
+    c = amortized.get_config("mini")
+    c.update_from_flattened_dict(
+        {
+            "render.image_size": 16,
+            "render.walkers": 64,
+            "render.steps": 16,
+            "model.variant": "test/4",
+            "batch_size": 16,
+            "eval_batch_size": 16,
+            "total_steps": steps,
+            "warmup_steps": 1,
+            "log_every": 1,
+            "checkpoint_every": steps,
+        }
+    )
+    return c
+
+
+def test_latent_batch_draws_fresh_multipliers_of_the_base_in_the_box():
+    c = tiny_config()
+    src = sources.make(c)
+    images, u = jax.jit(src.latent_batch, static_argnums=2)(jax.random.key(0), 3, 8)
+    assert images.shape == (8, 16, 16, 3) and u.shape == (8, src.num_latents) == (8, 12)
+    assert float(jnp.abs(u - 1).max()) <= src.delta
+    # The images are the base's maps times u, drawn with the batch's walk and patches.
+    k_u, k_render = jax.random.split(jax.random.fold_in(jax.random.key(0), 3))
+    maps = src.base.maps[None] * u.reshape(8, 2, 6)
+    probs = jnp.broadcast_to(src.base.probs, (8, 2))
+    from fractaljax import render as render_lib
+    from fractaljax.ifs import IFS
+
+    want = render_lib.render(src.spec, IFS(maps, probs), k_render)
+    np.testing.assert_array_equal(np.asarray(images), np.asarray(want))
+    _, u2 = src.latent_batch(jax.random.key(0), 4, 8)
+    assert not np.allclose(np.asarray(u), np.asarray(u2))  # another step, other draws
+
+
+def test_head_trains_in_the_step_starting_from_the_known_loss(tmp_path):
+    """The first loss of a zero-initialised head (big_vision init) is the NLL of z ~ N(0, 1)
+    per dimension mixed with the prior, computed here by hand from the batch's u: the step
+    reads the right targets, Delta and share. The checkpoint loads with the head's width."""
+    c = tiny_config(steps=3)
+    summary = train.train_and_evaluate(c, str(tmp_path / "run"))
+    src = sources.make(c)
+    data_key = train.keys.stream(c.seed, "data")
+    _, u = src.latent_batch(data_key, 0, c.batch_size)
+    t = (np.asarray(u, np.float64) - 1) / src.delta
+    q_u = np.prod(stats.norm.pdf(np.arctanh(t)) / (src.delta * (1 - t**2)), -1)
+    want = -np.log((1 - SHARE) * q_u + SHARE / (2 * src.delta) ** 12).mean()
+    assert summary["first_loss"] == pytest.approx(want, rel=1e-4)
+    assert summary["eval_error_over_delta"] == pytest.approx(0.5, abs=0.1)  # knows nothing
+    pre, model, params = train.load_pretrained(str(tmp_path / "run"))
+    assert train.head(pre) == "mdn"
+    assert params["head"]["kernel"].shape[-1] == mdn.num_outputs(8, 12)
+    with open(tmp_path / "run" / "config.json") as f:
+        assert json.load(f)["model"]["head"] == "mdn"
+
+
+def test_head_needs_a_continuous_latent_and_a_prior_share():
+    from configs import dead_leaves
+
+    c = dead_leaves.get_config("mini")
+    c.model.head = "mdn"
+    with pytest.raises(ConfigError, match="continuous latent"):
+        train.build(c, None)
+    c = tiny_config()
+    c.model.mdn_prior_share = 0.0
+    with pytest.raises(ConfigError, match="mdn_prior_share"):
+        train.validate(c)
+    c.model.mdn_prior_share, c.model.head = 0.05, "gaussian"
+    with pytest.raises(ConfigError, match="model.head"):
+        train.validate(c)
