@@ -433,9 +433,9 @@ def identifiability(pre, key, deltas, num: int = 8) -> list[dict]:
     canvas = pre.render.image_size
     size = train.input_size(pre)
     rows = []
-    for delta in deltas:
+    for delta in map(float, deltas):
         c = pre.copy_and_resolve_references()
-        c.source.delta = float(delta)
+        c.source.delta = delta
         src = sources.make(c)
         for where, pool in (("canvas", max(1, canvas // 128)), ("input", max(1, canvas // size))):
             gen = inf.generator(src, _NOISE.value, pool)
@@ -453,7 +453,7 @@ def identifiability(pre, key, deltas, num: int = 8) -> list[dict]:
                 ess.append(float(inf.ess(w.log_weights)))
             ratio = float(np.mean(sds) / (delta / np.sqrt(3)))
             rows.append(
-                dict(delta=float(delta), resolution=where, pool=pool, sd_over_prior=ratio,
+                dict(delta=delta, resolution=where, pool=pool, sd_over_prior=ratio,
                      ess=float(np.mean(ess)), k=_K.value, n=num)
             )  # fmt: skip
             print(f"  Delta {delta} {where}: {rows[-1]}", flush=True)

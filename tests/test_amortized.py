@@ -4,6 +4,7 @@ known exactly, and the head wired into the train step, checkpoints and the repor
 
 import json
 import math
+import os
 
 import jax
 import jax.numpy as jnp
@@ -12,8 +13,8 @@ import pytest
 from scipy import stats
 
 from configs import amortized
+from fractaljax import downstream, mdn, sources, train
 from fractaljax import inference as inf
-from fractaljax import mdn, sources, train
 from fractaljax.errors import ConfigError
 
 DELTA, SHARE = 0.1, 0.05
@@ -242,3 +243,44 @@ def test_head_needs_a_continuous_latent_and_a_prior_share():
     c.model.mdn_prior_share, c.model.head = 0.05, "gaussian"
     with pytest.raises(ConfigError, match="model.head"):
         train.validate(c)
+
+
+@pytest.mark.skipif(
+    not downstream.fashion_mnist_available() and not os.environ.get("FRACTALJAX_REQUIRE_DATA"),
+    reason="Fashion-MNIST files absent (apt-get install dataset-fashion-mnist)",
+)
+def test_inference_report_of_a_continuous_head_run(run, tmp_path):
+    """experiments.inference_report on a head run, tiny: every section, its figures, and
+    the calibration rows for the head alone, with IS and over-confident."""
+    c = tiny_config(steps=2)
+    train.train_and_evaluate(c, str(tmp_path / "run"))
+    res = run(
+        "experiments.inference_report", f"--pretrained={tmp_path / 'run'}",
+        f"--out={tmp_path / 'out'}", "--sims=20", "--is_sims=2", "--num_samples=32",
+        "--sbc_draws=19", "--deltas=0.1,0.001",
+    )  # fmt: skip
+    assert res.returncode == 0, res.stderr[-3000:]
+    report = json.loads((tmp_path / "out" / "report.json").read_text())
+    assert report["head"] == "mdn"
+    assert set(report["amortization"]["proposals"]) == {"network head", "prior"}
+    cal = report["calibration"]
+    assert set(cal) == {
+        "head alone", "over-confident head alone", "head + IS", "over-confident head + IS"
+    }  # fmt: skip
+    assert len(cal["head alone"]["sbc_p_values"]) == 12 and cal["head alone"]["n"] == 20
+    assert cal["head + IS"]["n"] == 2
+    # The over-confident head's draws are narrower than the head's.
+    assert (
+        cal["over-confident head alone"]["mean_posterior_sd"]
+        < 0.5 * cal["head alone"]["mean_posterior_sd"]
+    )
+    rows = report["identifiability"]
+    assert [(r["delta"], r["resolution"]) for r in rows] == [
+        (0.1, "canvas"), (0.1, "input"), (0.001, "canvas"), (0.001, "input")
+    ]  # fmt: skip
+    # At Delta 0.001 the image says little about u: the posterior is nearly the prior.
+    assert all(r["sd_over_prior"] > 0.5 for r in rows if r["delta"] == 0.001)
+    names = [r["set"] for r in report["mismatch"]]
+    assert names[0] == "generated (fresh u)" and "fashion_mnist" in names
+    for fig in ("head_sbc.png", "head_coverage_identifiability.png"):
+        assert (tmp_path / "out" / fig).exists()
