@@ -35,10 +35,13 @@ def main(argv) -> None:
     del argv
     summary = train.train_and_evaluate(_CONFIG.value, _WORKDIR.value, allow_changes=_ALLOW.value)
     if "last_loss" in summary:
+        if "eval_accuracy" in summary:
+            evaluated = f"pre-training eval top-1 {summary['eval_accuracy']:.1%}"
+        else:  # model.head='mdn': the error of the posterior mean of u
+            evaluated = f"eval error of u {summary['eval_error_over_delta']:.3f} Delta"
         print(
             f"done: {summary['steps']} steps, loss {summary['first_loss']:.3f} -> "
-            f"{summary['last_loss']:.3f}, pre-training eval top-1 "
-            f"{summary['eval_accuracy']:.1%}, {summary['seconds']:.0f}s"
+            f"{summary['last_loss']:.3f}, {evaluated}, {summary['seconds']:.0f}s"
         )
 
 

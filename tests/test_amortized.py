@@ -208,12 +208,25 @@ def test_latent_batch_draws_fresh_multipliers_of_the_base_in_the_box():
     assert not np.allclose(np.asarray(u), np.asarray(u2))  # another step, other draws
 
 
-def test_head_trains_in_the_step_starting_from_the_known_loss(tmp_path):
-    """The first loss of a zero-initialised head (big_vision init) is the NLL of z ~ N(0, 1)
-    per dimension mixed with the prior, computed here by hand from the batch's u: the step
-    reads the right targets, Delta and share. The checkpoint loads with the head's width."""
+def test_head_trains_in_the_step_starting_from_the_known_loss(run, tmp_path):
+    """experiments.pretrain with configs/amortized.py. The first loss of a zero-initialised
+    head (big_vision init) is the NLL of z ~ N(0, 1) per dimension mixed with the prior,
+    computed here by hand from the batch's u: the step reads the right targets, Delta and
+    share. The checkpoint loads with the head's width."""
     c = tiny_config(steps=3)
-    summary = train.train_and_evaluate(c, str(tmp_path / "run"))
+    overrides = [
+        f"--config.{k}={c[k.split('.')[0]][k.split('.')[1]] if '.' in k else c[k]}"
+        for k in ("render.image_size", "render.walkers", "render.steps", "model.variant",
+                  "batch_size", "eval_batch_size", "total_steps", "warmup_steps",
+                  "log_every", "checkpoint_every")
+    ]  # fmt: skip
+    res = run(
+        "experiments.pretrain", "--config=configs/amortized.py:mini",
+        f"--workdir={tmp_path / 'run'}", *overrides,
+    )  # fmt: skip
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert "eval error of u" in res.stdout
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
     src = sources.make(c)
     data_key = train.keys.stream(c.seed, "data")
     _, u = src.latent_batch(data_key, 0, c.batch_size)
