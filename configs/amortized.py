@@ -7,8 +7,9 @@ maximum likelihood on fresh draws of the generator (Le, Baydin, Zinkov & Wood 20
 
 Every example is a fresh u ~ U(1 - Delta, 1 + Delta)^{6N} of the base fractal of
 ``source.seed`` (the one a 1p-frac run of that seed perturbs), drawn with a fresh walk and
-fresh patches; the image is shown as the generator drew it (resized to the input, no crop,
-flip or mixing, since each of those changes which u drew it). The head is
+fresh patches, observed with pixel noise (``model.mdn_noise``, the observation model that
+importance sampling inverts); the image is otherwise shown as the generator drew it (resized
+to the input, no crop, flip or mixing, since each of those changes which u drew it). The head is
 fractaljax/mdn.py's: K diagonal Gaussians in z = atanh((u - 1) / Delta), so that its support
 is the box, with ``model.mdn_prior_share`` of the uniform prior mixed in.
 
@@ -28,6 +29,10 @@ def get_config(arg: str = "small") -> ml_collections.ConfigDict:
         raise ValueError(f"config argument {arg!r}: choose one of {RECIPES}")
     c = onepfrac.get_config(arg)
     c.model.head = "mdn"
+    # Trained on observations x = render(u) + noise z, the model importance sampling
+    # inverts (experiments.inference_report's default --noise): the proposal of the seed
+    # paper learns the joint of latent and observation, not of latent and clean image.
+    c.model.mdn_noise = 0.1
     # The fixed data set is not used (every example is a fresh draw): one class, no bank.
     c.source.num_classes = 1
     c.source.bank = False

@@ -128,6 +128,7 @@ def vit_ti(c: ml_collections.ConfigDict) -> None:
     c.model.head = "classes"
     c.model.mdn_components = 8  # Gaussians of the 'mdn' head
     c.model.mdn_prior_share = 0.05  # the uniform prior's share: importance weights <= 20
+    c.model.mdn_noise = 0.0  # pixel noise of the observations the 'mdn' head learns from
 
     c.batch_size = 256  # global: split over every device of every process
     # 'fsdp': parameters and optimiser state split over the devices too (B/16 and up)

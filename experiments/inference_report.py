@@ -385,7 +385,7 @@ def head_calibration(gen, net, share, key, num: int, num_is: int, sharpen: float
     for name, scale in (("head", 1.0), ("over-confident head", sharpen)):
         draws = jax.jit(jax.vmap(lambda o, k, c=scale: alone(o, k, c)))(out, keys)
         res[f"{name} alone"] = continuous_checks(u, draws, d)
-    for name, scale in (("head", 1.0), ("over-confident head", sharpen)):
+    for name, scale in (("head", 1.0), ("over-confident head", sharpen)) if num_is else ():
 
         def one(k, s, o, scale=scale):
             mix = mdn.split(o, p)

@@ -88,6 +88,8 @@ def make_model(config: ml_collections.ConfigDict, num_classes: int) -> vit.ViT:
     if head(config) == "mdn":
         if m.mdn_components < 1:
             raise ConfigError(f"model.mdn_components={m.mdn_components}: must be >= 1")
+        if m.get("mdn_noise", 0.0) < 0:
+            raise ConfigError(f"model.mdn_noise={m.mdn_noise}: must be >= 0")
         if not 0.0 < m.mdn_prior_share < 1.0:
             raise ConfigError(
                 f"model.mdn_prior_share={m.mdn_prior_share}: must be in (0, 1) (the prior's "
@@ -243,6 +245,7 @@ LATER_DEFAULTS = {
     "model.head": "classes",
     "model.mdn_components": 8,
     "model.mdn_prior_share": 0.05,
+    "model.mdn_noise": 0.0,
 }
 
 
@@ -366,7 +369,7 @@ def make_train_step(config, model, source, tx, schedule, mesh, state_sharding=No
         if continuous:
             # The generator's images as they are (resized): crops, flips and mixing would
             # change which u drew the image.
-            x = model_input(config, source, images)
+            x = model_input(config, source, observe(config, k_aug, images))
         else:
             x, targets = augment.augment_batch(
                 k_aug, images, labels, num_classes, config.augment, input_size(config, source)
@@ -402,6 +405,17 @@ def model_input(config, source, images: jax.Array) -> jax.Array:
     return augment.normalize(x)
 
 
+def observe(config, key: jax.Array, images: jax.Array) -> jax.Array:
+    """The observation model the 'mdn' head learns to invert: ``images + noise * z``,
+    ``z ~ N(0, I)`` per pixel, clipped to [0, 1] as the inference code clips its inputs
+    (``model.mdn_noise``; 0: the images as drawn). A proposal trained on the joint of
+    latent and *observation* is one for the posterior that importance sampling targets."""
+    noise = config.model.get("mdn_noise", 0.0)
+    if not noise:
+        return images
+    return jnp.clip(images + noise * jax.random.normal(key, images.shape), 0.0, 1.0)
+
+
 def head_loss(config, source, out: jax.Array, targets: jax.Array) -> jax.Array:
     """Per-example loss of the head's outputs: LPCE against (soft) class targets, or the
     mixture density's negative log-likelihood of the multipliers ``u`` that drew the image
@@ -422,6 +436,7 @@ def make_eval_step(config, model, source) -> Callable:
     def eval_step(params):
         if continuous:
             images, u = source.latent_batch(key, 0, config.eval_batch_size)
+            images = observe(config, jax.random.fold_in(key, 2), images)
         else:
             images, labels = source.batch(key, 0, config.eval_batch_size)
         out, _ = model.apply({"params": params}, model_input(config, source, images))

@@ -297,3 +297,17 @@ def test_inference_report_of_a_continuous_head_run(run, tmp_path):
     assert names[0] == "generated (fresh u)" and "fashion_mnist" in names
     for fig in ("head_sbc.png", "head_coverage_identifiability.png"):
         assert (tmp_path / "out" / fig).exists()
+
+
+def test_the_head_learns_from_noisy_observations_when_asked():
+    c = tiny_config()
+    images = jnp.full((4, 16, 16, 3), 0.5)
+    c.model.mdn_noise = 0.0
+    assert train.observe(c, jax.random.key(0), images) is images
+    c.model.mdn_noise = 0.1
+    x = np.asarray(train.observe(c, jax.random.key(0), images))
+    assert x.min() >= 0 and x.max() <= 1
+    assert np.std(x - 0.5) == pytest.approx(0.1, rel=0.05)
+    c.model.mdn_noise = -0.1
+    with pytest.raises(ConfigError, match="mdn_noise"):
+        train.validate(c)
