@@ -258,17 +258,37 @@ def test_head_needs_a_continuous_latent_and_a_prior_share():
         train.validate(c)
 
 
+@pytest.fixture(scope="module")
+def head_run(tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("head_run")
+    train.train_and_evaluate(tiny_config(steps=2), str(workdir))
+    return workdir
+
+
+def test_infer_explains_images_over_the_continuous_latent(run, head_run, tmp_path):
+    res = run(
+        "experiments.infer", f"--pretrained={head_run}", "--synthetic=2", f"--out={tmp_path}",
+        "--num_samples=64",
+    )  # fmt: skip
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert res.stdout.count("|mean - u| / Delta") == 2
+    summary = json.loads((tmp_path / "posterior.json").read_text())
+    assert summary["head"] == "mdn" and len(summary["images"]) == 2
+    for row in summary["images"]:
+        assert len(row["posterior_mean"]) == len(row["truth"]) == 12
+        assert all(abs(m - 1) <= summary["delta"] for m in row["posterior_mean"])
+        assert 1 / 64 - 1e-6 <= row["ess_head"] <= 1 and math.isfinite(row["log_evidence"])
+
+
 @pytest.mark.skipif(
     not downstream.fashion_mnist_available() and not os.environ.get("FRACTALJAX_REQUIRE_DATA"),
     reason="Fashion-MNIST files absent (apt-get install dataset-fashion-mnist)",
 )
-def test_inference_report_of_a_continuous_head_run(run, tmp_path):
+def test_inference_report_of_a_continuous_head_run(run, head_run, tmp_path):
     """experiments.inference_report on a head run, tiny: every section, its figures, and
     the calibration rows for the head alone, with IS and over-confident."""
-    c = tiny_config(steps=2)
-    train.train_and_evaluate(c, str(tmp_path / "run"))
     res = run(
-        "experiments.inference_report", f"--pretrained={tmp_path / 'run'}",
+        "experiments.inference_report", f"--pretrained={head_run}",
         f"--out={tmp_path / 'out'}", "--sims=20", "--is_sims=2", "--num_samples=32",
         "--sbc_draws=19", "--deltas=0.1,0.001",
     )  # fmt: skip
