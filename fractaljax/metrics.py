@@ -9,6 +9,8 @@ import json
 import os
 import time
 
+from fractaljax import files
+
 
 def _fmt(v) -> str:
     if isinstance(v, float):
@@ -48,9 +50,7 @@ class MetricWriter:
         rows = read_jsonl(self.path)
         kept = [r for r in rows if r["step"] <= step]
         if len(kept) < len(rows):
-            with open(self.path + ".tmp", "w") as f:
-                f.writelines(json.dumps(r) + "\n" for r in kept)
-            os.replace(self.path + ".tmp", self.path)
+            files.write_atomic(self.path, "".join(json.dumps(r) + "\n" for r in kept))
 
     def write(self, step: int, scalars: dict, prefix: str = "") -> None:
         if not self.active:

@@ -25,7 +25,7 @@ import time
 import ml_collections
 import numpy as np
 
-from fractaljax import config_utils, sources, stats, task_eval, train
+from fractaljax import config_utils, files, sources, stats, task_eval, train
 from fractaljax import finetune as ft_lib
 from fractaljax.errors import ConfigError
 from fractaljax.metrics import format_duration, read_jsonl
@@ -130,18 +130,13 @@ def point_identity(pre, ft, few_labels: int, seed: int, random_init: bool) -> di
     return {"version": POINT_VERSION, **what, "finetune": ft.to_dict(), "few_labels": few_labels}
 
 
-# Fields that change how, not what, is computed: the rasterisers draw identical images, and
-# sharding the parameters changes only the order of float sums.
-NEUTRAL = ("render.rasterizer", "param_sharding", "fsdp_min_size")
-
-
 def _without_defaults(pre: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
     pre = ml_collections.ConfigDict(pre.to_dict())
     for path, value in train.LATER_DEFAULTS.items():
         block, field = path.split(".")
         if block in pre and pre[block].get(field, value) == value and field in pre[block]:
             del pre[block][field]
-    for path in NEUTRAL:
+    for path in train.NEUTRAL_FIELDS:
         *blocks, field = path.split(".")
         parent = pre
         for b in blocks:
@@ -277,9 +272,7 @@ def run_point(
     row.update(here)
     row.update(evaluate(name, model, params, init, data, ft, pre, point_dir, few))
     row["total_seconds"] = time.perf_counter() - t0
-    with open(path + ".tmp", "w") as f:
-        json.dump(row, f, indent=2)
-    os.replace(path + ".tmp", path)  # a point counts as done only once written whole
+    files.write_atomic(path, json.dumps(row, indent=2))  # done only once written whole
     write_stored(os.path.join(point_dir, "stored.json"), identity, row)
     if store and update_store:
         write_stored(stored, identity, row)
@@ -308,9 +301,9 @@ def write_stored(path: str, identity: dict, row: dict) -> None:
     log = _pretrain_log(row)
     curve = [[m["step"], m["loss"]] for m in read_jsonl(log)] if os.path.exists(log) else []
     os.makedirs(os.path.dirname(path), exist_ok=True)
-    with open(path + ".tmp", "w") as f:
-        json.dump({"identity": identity, "result": row, "loss_curve": curve}, f, indent=1)
-    os.replace(path + ".tmp", path)
+    files.write_atomic(
+        path, json.dumps({"identity": identity, "result": row, "loss_curve": curve}, indent=1)
+    )
 
 
 def loss_curve(row: dict, store: str) -> list[tuple[int, float]]:

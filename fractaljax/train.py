@@ -31,7 +31,7 @@ import optax
 from flax.training import train_state
 from jax.experimental import multihost_utils
 
-from fractaljax import augment, config_utils, keys, mdn, sharding, sources
+from fractaljax import augment, config_utils, files, keys, mdn, sharding, sources
 from fractaljax.checkpoint import Checkpoints
 from fractaljax.errors import (
     CheckpointError,
@@ -214,10 +214,13 @@ def record_config(workdir: str, config: ml_collections.ConfigDict) -> None:
 def _write_config(path: str, config: ml_collections.ConfigDict) -> None:
     if not sharding.is_primary():  # one writer in a multi-process run
         return
-    with open(path + ".tmp", "w") as f:
-        f.write(config.to_json_best_effort(indent=2))
-    os.replace(path + ".tmp", path)
+    files.write_atomic(path, config.to_json_best_effort(indent=2))
 
+
+# Fields that change how, not what, is computed: the rasterisers draw identical images, and
+# sharding the parameters changes only the order of float sums. A resume may change them,
+# and a sweep point's identity leaves them out.
+NEUTRAL_FIELDS = ("render.rasterizer", "param_sharding", "fsdp_min_size")
 
 # Fields that leave a run's trajectory as it is: they may change when a run resumes (the
 # change is recorded). total_steps is one by request: extending a run is common, and the
@@ -228,11 +231,7 @@ RESUME_SAFE_FIELDS = (
     "keep_checkpoints",
     "eval_batch_size",
     "total_steps",
-    # How, not what, is computed (same images; parameter layout changes only float sums),
-    # also when a run from before these fields resumes.
-    "render.rasterizer",
-    "param_sharding",
-    "fsdp_min_size",
+    *NEUTRAL_FIELDS,  # also when a run from before these fields resumes
 )
 
 
