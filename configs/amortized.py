@@ -6,10 +6,12 @@ maximum likelihood on fresh draws of the generator (Le, Baydin, Zinkov & Wood 20
   python -m experiments.inference_report --pretrained runs/amortized --out out/amortized
 
 Every example is a fresh u ~ U(1 - Delta, 1 + Delta)^{6N} of the base fractal of
-``source.seed`` (the one a 1p-frac run of that seed perturbs), drawn with a fresh walk and
-fresh patches, observed with pixel noise (``model.mdn_noise``, the observation model that
-importance sampling inverts); the image is otherwise shown as the generator drew it (resized
-to the input, no crop, flip or mixing, since each of those changes which u drew it). The head is
+``source.seed`` (the one a 1p-frac run of that seed perturbs), drawn on the generator's
+fixed walk and patches (``source.latent_walk='fixed'``; 'fresh': new ones each batch) and
+observed with pixel noise (``model.mdn_noise``): the joint of latent and observation that
+fractaljax.inference's importance sampling inverts. The image is otherwise shown as the
+generator drew it (resized to the input, no crop, flip or mixing, since each of those
+changes which u drew it). The head is
 fractaljax/mdn.py's: K diagonal Gaussians in z = atanh((u - 1) / Delta), so that its support
 is the box, with ``model.mdn_prior_share`` of the uniform prior mixed in.
 

@@ -92,6 +92,9 @@ def source_config() -> ml_collections.ConfigDict:
     # 'true'; 'random': the drift control, labels drawn independently of the images (the
     # same optimiser steps on data with nothing to learn)
     c.source.labels = "true"
+    # The walk of the continuous latent's draws (model.head='mdn', configs/amortized.py):
+    # 'fixed', the generator's that inference inverts; 'fresh', a new one each batch
+    c.source.latent_walk = "fixed"
 
     # Rendering (fractaljax.render.RenderSpec): the official 512 px canvas, pad 6.
     c.render = ml_collections.ConfigDict()

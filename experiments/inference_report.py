@@ -394,7 +394,8 @@ def head_calibration(gen, net, share, key, num: int, num_is: int, sharpen: float
                 lambda kk, n: mdn.sample(kk, mix, n, delta, share),
                 lambda e: mdn.log_prob(mix, e, delta, share),
             )
-            w = inf.continuous_is(k, gen, s, prop, _K.value)
+            # Another key than the draws of the head alone: the rows are separate evidence.
+            w = inf.continuous_is(jax.random.fold_in(k, 2), gen, s, prop, _K.value)
             return inf.resample(jax.random.fold_in(k, 1), w, d), inf.ess(w.log_weights)
 
         one = jax.jit(one)
@@ -423,13 +424,17 @@ def continuous_checks(truth, draws, num_draws: int) -> dict:
     )
 
 
+RESOLVED = 10  # effective samples below which a posterior width is not estimated
+
+
 def identifiability(pre, key, deltas, num: int = 8) -> list[dict]:
     """Posterior width of u against Delta by IS with the prior as proposal (no network:
     the model's own answer), at the canvas's resolution and at the model's input
-    resolution (the summary pooled to the input side). The width is the posterior sd per
-    dimension over the prior's (Delta / sqrt 3): 1 = the image says nothing about u. Where
-    the ESS is a few samples, the posterior is narrower than IS with K draws resolves, and
-    the ratio is an upper bound."""
+    resolution (the summary pooled to the input side), on the same draws of u. The width
+    is the posterior sd per dimension over the prior's (Delta / sqrt 3): 1 = the image says
+    nothing about u. Rows whose mean ESS is under ``RESOLVED`` samples are marked
+    ``resolved: False``: there the posterior is narrower than K prior draws can resolve,
+    and the weighted sd of a few draws estimates nothing (in either direction)."""
     canvas = pre.render.image_size
     size = train.input_size(pre)
     rows = []
@@ -437,10 +442,11 @@ def identifiability(pre, key, deltas, num: int = 8) -> list[dict]:
         c = pre.copy_and_resolve_references()
         c.source.delta = delta
         src = sources.make(c)
+        k_delta = jax.random.fold_in(key, int(round(1e6 * delta)))
         for where, pool in (("canvas", max(1, canvas // 128)), ("input", max(1, canvas // size))):
             gen = inf.generator(src, _NOISE.value, pool)
             p = gen.base.maps.size
-            u, _, s_x = head_draws(gen, jax.random.fold_in(key, len(rows)), num)
+            u, _, s_x = head_draws(gen, k_delta, num)  # the same u and noise at both
             prior = inf.prior_proposal(gen.delta, p)
             one = jax.jit(lambda k, s, g=gen, q=prior: inf.continuous_is(k, g, s, q, _K.value))
             sds, ess = [], []
@@ -452,9 +458,11 @@ def identifiability(pre, key, deltas, num: int = 8) -> list[dict]:
                 sds.append(np.sqrt((pw[:, None] * (e - m) ** 2).sum(0)).mean())
                 ess.append(float(inf.ess(w.log_weights)))
             ratio = float(np.mean(sds) / (delta / np.sqrt(3)))
+            ess_mean = float(np.mean(ess))
             rows.append(
                 dict(delta=delta, resolution=where, pool=pool, sd_over_prior=ratio,
-                     ess=float(np.mean(ess)), k=_K.value, n=num)
+                     ess=ess_mean, resolved=ess_mean * _K.value >= RESOLVED, k=_K.value,
+                     n=num)
             )  # fmt: skip
             print(f"  Delta {delta} {where}: {rows[-1]}", flush=True)
     return rows
@@ -508,7 +516,9 @@ def head_main(pre, model, params, out_dir: str) -> dict:
         gen, net, share, jax.random.fold_in(key, 2), _SIMS.value, _IS_SIMS.value
     )
     for name, r in report["calibration"].items():
-        cov = dict(zip(r["coverage"]["levels"], np.mean(r["coverage"]["empirical"], 1)))
+        cov = dict(
+            zip(r["coverage"]["levels"], np.round(np.mean(r["coverage"]["empirical"], 1), 3))
+        )
         print(f"  {name}: SBC min p (Bonferroni) {r['sbc_min_p_bonferroni']:.3g}, "
               f"coverage {cov}", flush=True)  # fmt: skip
     print("3. identifiability: posterior width against Delta", flush=True)
@@ -524,6 +534,8 @@ def main(argv) -> None:
         raise ConfigError("--pretrained is required: a 1p-frac pre-training --workdir")
     if _SWEEP_CSV.value and not os.path.isfile(_SWEEP_CSV.value):
         raise ConfigError(f"--sweep_csv={_SWEEP_CSV.value}: no such file")
+    if _IS_SIMS.value > _SIMS.value:
+        raise ConfigError(f"--is_sims={_IS_SIMS.value}: at most --sims={_SIMS.value}")
     pre, model, params = train.load_pretrained(_PRETRAINED.value)
     if train.head(pre) == "mdn":
         os.makedirs(_OUT.value, exist_ok=True)
@@ -666,10 +678,16 @@ def head_plots(report: dict, out: str) -> None:
 
     cal = report["calibration"]
     fig, axes = plt.subplots(1, len(cal), figsize=(3.4 * len(cal), 3.0), sharey=True)
+    from scipy import stats
+
     for ax, (name, r) in zip(axes, cal.items()):
-        c = np.asarray(r["sbc_counts"]).mean(0)
+        counts = np.asarray(r["sbc_counts"])  # [P, bins]
+        c = counts.mean(0)
+        # The 99% band of a mean of P bins' counts (n P draws in all), not of one bin's.
+        p, bins = counts.shape
+        lo, hi = stats.binom.interval(0.99, r["n"] * p, 1 / bins)
         ax.bar(np.arange(len(c)), c, width=1.0, edgecolor="k", alpha=0.7)
-        ax.axhspan(*r["sbc_band"], color="gray", alpha=0.3)
+        ax.axhspan(lo / p, hi / p, color="gray", alpha=0.3)
         ax.set_title(f"{name}\nmin p x P = {r['sbc_min_p_bonferroni']:.2g}", fontsize=9)
         ax.set_xlabel("rank bin (mean over dimensions)")
     axes[0].set_ylabel("count")
@@ -686,9 +704,13 @@ def head_plots(report: dict, out: str) -> None:
     ax.set_ylabel("empirical (mean over dimensions)")
     ax.legend(fontsize=7)
     for where, marker in (("canvas", "o-"), ("input", "s--")):
-        rs = [r for r in report["identifiability"] if r["resolution"] == where]
+        rs = [r for r in report["identifiability"] if r["resolution"] == where and r["resolved"]]
         ax2.plot([r["delta"] for r in rs], [r["sd_over_prior"] for r in rs], marker,
                  label=f"IS with the prior, {where} resolution")  # fmt: skip
+        # Unresolved (ESS under RESOLVED samples): narrower than K draws can tell, drawn at 0.
+        un = [r["delta"] for r in report["identifiability"]
+              if r["resolution"] == where and not r["resolved"]]  # fmt: skip
+        ax2.plot(un, [0.0] * len(un), marker[0], markerfacecolor="none", color="gray")
     ax2.axhline(1.0, color="gray", lw=1)
     ax2.set_xscale("log")
     ax2.set_xlabel("Delta")

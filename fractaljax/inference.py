@@ -541,25 +541,29 @@ def continuous_ranks(truth: jax.Array, draws: jax.Array) -> jax.Array:
     return jnp.sum(draws < truth[:, None, :], axis=1).astype(jnp.int32)
 
 
-def coverage(truth: np.ndarray, draws: np.ndarray, levels=(0.5, 0.8, 0.9, 0.95)) -> dict:
+def coverage(
+    truth: np.ndarray, draws: np.ndarray, levels=(0.5, 0.8, 0.9, 0.95), seed: int = 0
+) -> dict:
     """Expected coverage of central posterior intervals, per dimension: for each nominal
     level, the share of simulations whose true value lies in the central interval of its
     posterior draws (``truth [S, P]``, ``draws [S, M, P]``). Calibrated: empirical =
     nominal; over-confident: below it. Returns ``levels`` and ``empirical [len(levels), P]``
     with the Binomial 99% band of a calibrated posterior's coverage.
 
-    The interval is read from the truth's rank among the M draws (its posterior quantile
-    ``(rank + 1/2) / (M + 1)``), not from interpolated sample quantiles, which cover less
-    than nominal with finitely many draws (with M = 99, the 90% interval between the
-    5% and 95% sample quantiles covers 88%)."""
+    The interval is read from the truth's randomised rank among the M draws, its posterior
+    quantile ``(rank + U) / (M + 1)`` with ``U ~ U(0, 1)`` (exactly uniform when the
+    posterior is calibrated, for any M), not from interpolated sample quantiles, which
+    cover less than nominal with finitely many draws (with M = 99, the 90% interval between
+    the 5% and 95% sample quantiles covers 88%)."""
     from scipy import stats
 
     truth, draws = np.asarray(truth), np.asarray(draws)
     s, m = draws.shape[:2]
-    q = (np.sum(draws < truth[:, None, :], axis=1) + 0.5) / (m + 1)  # [S, P]
+    jitter = np.random.default_rng(seed).uniform(size=truth.shape)
+    q = (np.sum(draws < truth[:, None, :], axis=1) + jitter) / (m + 1)  # [S, P]
     emp, bands = [], []
     for lvl in levels:
-        emp.append((np.abs(q - 0.5) <= lvl / 2 + 1e-9).mean(0))
+        emp.append((np.abs(q - 0.5) <= lvl / 2).mean(0))
         b = stats.binom.interval(0.99, s, lvl)
         bands.append((b[0] / s, b[1] / s))
     return dict(levels=list(levels), empirical=np.asarray(emp).tolist(), band=bands, n=s)

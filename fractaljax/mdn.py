@@ -28,9 +28,9 @@ from jax.scipy.special import logsumexp
 # box's edges (u at an edge has probability zero under the prior anyway).
 EDGE = 1e-6
 # Component scales in z, bounded so that one example cannot drive the NLL to -inf (a
-# vanishing std) or spread a component over many times the box (which tanh folds onto its
-# edges).
-LOG_STD_MIN, LOG_STD_MAX = -7.0, 3.0
+# vanishing std) or spread a component far past |z| = 7 (float32 tanh rounds such draws onto
+# the box's edges, where log_prob clips them back: sampler and density would disagree).
+LOG_STD_MIN, LOG_STD_MAX = -7.0, 1.5
 
 
 class Mixture(NamedTuple):

@@ -136,7 +136,8 @@ def _without_defaults(pre: ml_collections.ConfigDict) -> ml_collections.ConfigDi
         block, field = path.split(".")
         if block in pre and pre[block].get(field, value) == value and field in pre[block]:
             del pre[block][field]
-    for path in train.NEUTRAL_FIELDS:
+    inert = train.MDN_FIELDS if pre.model.get("head", "classes") == "classes" else ()
+    for path in (*train.NEUTRAL_FIELDS, *inert):
         *blocks, field = path.split(".")
         parent = pre
         for b in blocks:

@@ -245,7 +245,16 @@ LATER_DEFAULTS = {
     "model.mdn_components": 8,
     "model.mdn_prior_share": 0.05,
     "model.mdn_noise": 0.0,
+    "source.latent_walk": "fixed",
 }
+# Fields read only by the 'mdn' head: inert on a 'classes' run, so neither a resume nor a
+# sweep point's identity sees them there.
+MDN_FIELDS = (
+    "model.mdn_components",
+    "model.mdn_prior_share",
+    "model.mdn_noise",
+    "source.latent_walk",
+)
 
 
 def _flat(d: dict, prefix: str = "") -> dict[str, Any]:
@@ -263,6 +272,8 @@ def config_changes(old: dict, new: ml_collections.ConfigDict) -> dict[str, tuple
     (a ``config.json``); JSON round trip first, so tuples and lists compare equal."""
     a, b = _flat(old), _flat(json.loads(new.to_json_best_effort()))
     a = {**{k: v for k, v in LATER_DEFAULTS.items() if k in b}, **a}
+    if a.get("model.head", "classes") == b.get("model.head", "classes") == "classes":
+        a, b = ({k: v for k, v in d.items() if k not in MDN_FIELDS} for d in (a, b))
     return {k: (a.get(k), b.get(k)) for k in sorted(a.keys() | b.keys()) if a.get(k) != b.get(k)}
 
 

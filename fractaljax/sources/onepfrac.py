@@ -28,6 +28,9 @@ from fractaljax.sources.base import (
 )
 
 DATA_MODES = ("fixed", "stream")
+# The walk and patches of latent_batch: 'fixed', those of the generator that inference
+# inverts (the data set's walk, the patches of class index L); 'fresh', new ones per batch.
+LATENT_WALKS = ("fixed", "fresh")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -44,6 +47,7 @@ class OnePFracSource(Source):
     base: IFS | None = None
     seed: int = 0
     delta: float = 0.0
+    latent_walk: str = "fixed"
 
     @property
     def num_latents(self) -> int:
@@ -53,19 +57,36 @@ class OnePFracSource(Source):
     def latent_batch(self, key: jax.Array, step: jax.Array | int, batch_size: int):
         """One batch of the continuous generator, for a head that reads ``u`` back
         (``model.head='mdn'``): fresh multipliers ``u ~ U(1 - Delta, 1 + Delta)^{6N}`` of the
-        base's parameters (the official LIEP law, the base's map probabilities kept), a
-        fresh walk and fresh patches: an unbounded data set, the amortized-inference
-        training of Le et al. (2017). The official per-class fill rejection is not applied.
+        base's parameters (the official LIEP law, the base's map probabilities kept), drawn
+        on the walk and patches of ``source.latent_walk``: 'fixed' (default), the ones of
+        the generator that :mod:`fractaljax.inference` inverts, so the head learns the joint
+        that importance sampling targets; 'fresh', a new walk and new patches each batch (a
+        head that averages over them). The amortized-inference training of Le et al. (2017);
+        the official per-class fill rejection is not applied.
 
         Returns ``(images float32[B, H, W, C], u float32[B, 6N])``; a pure function of
         (key, step), jit-able (``batch_size`` static).
         """
         k_u, k_render = jax.random.split(jax.random.fold_in(key, step))
         d = self.delta
-        u = jax.random.uniform(k_u, (batch_size, *self.base.maps.shape), minval=1 - d, maxval=1 + d)
-        probs = jnp.broadcast_to(self.base.probs, u.shape[:2])
-        images = render_lib.render(self.spec, IFS(self.base.maps[None] * u, probs), k_render)
-        return images, u.reshape(batch_size, -1)
+        u = jax.random.uniform(k_u, (batch_size, self.num_latents), minval=1 - d, maxval=1 + d)
+        if self.latent_walk == "fixed":
+            return self.render_multipliers(u), u
+        probs = jnp.broadcast_to(self.base.probs, (batch_size, self.base.maps.shape[0]))
+        maps = self.base.maps[None] * u.reshape(batch_size, *self.base.maps.shape)
+        return render_lib.render(self.spec, IFS(maps, probs), k_render), u
+
+    def render_multipliers(self, u: jax.Array) -> jax.Array:
+        """Images of multipliers ``u: float32[K, 6N]`` on the generator's fixed walk with the
+        patches of class index L (inference's renderer of the continuous latent),
+        ``float32[K, H, W, C]``."""
+        k = u.shape[0]
+        maps = self.base.maps[None] * u.reshape(k, *self.base.maps.shape)
+        probs = jnp.broadcast_to(self.base.probs, maps.shape[:2])
+        keys = onepfrac_keys(self.seed)
+        image_key = jax.random.fold_in(keys["patches"], self.num_classes)
+        image_keys = jnp.broadcast_to(image_key, (k,) + image_key.shape)
+        return render_lib.render_with_fill(self.spec, IFS(maps, probs), keys["walk"], image_keys)[0]
 
 
 def onepfrac_keys(seed: int) -> dict[str, jax.Array]:
@@ -229,6 +250,8 @@ def make_onepfrac(config: ml_collections.ConfigDict, cache_dir: str | None = Non
     check_range(src, "max_tries", lo=1)
     check_range(src, "class_max_tries", lo=1)
     check_range(src, "diverge_steps", lo=0)
+    if src.get("latent_walk", "fixed") not in LATENT_WALKS:
+        raise ConfigError(f"source.latent_walk={src.latent_walk!r}: must be one of {LATENT_WALKS}")
     if src.data not in DATA_MODES:
         raise ConfigError(f"source.data={src.data!r}: must be one of {DATA_MODES}")
     if src.bank and src.data != "fixed":
@@ -264,4 +287,5 @@ def make_onepfrac(config: ml_collections.ConfigDict, cache_dir: str | None = Non
     return OnePFracSource(
         "onepfrac", src.num_classes, spec, render_labels, systems, info,
         base=base, seed=config.seed, delta=float(src.delta),
+        latent_walk=src.get("latent_walk", "fixed"),
     )  # fmt: skip
