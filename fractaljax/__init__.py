@@ -18,7 +18,8 @@ The public API (each name is documented where it is defined)::
 Modules: ifs (fractal parameters), render (vmapped chaos game), sources (synthetic
 batches), augment, losses, models.vit, train (pre-training loop), checkpoint, metrics,
 sharding, downstream (offline TFDS sets), probe, finetune, inference (the network as a
-proposal for its generator), interop (timm weights).
+proposal for its generator), mdn (the continuous head's mixture density over the LIEP
+box), interop (timm weights).
 """
 
 from fractaljax.augment import normalize

@@ -6,6 +6,11 @@
     loss = lpce(vit(x), targets)              # L-way cross-entropy over the perturbations
     state = adamw_update(state, grad(loss))
 
+With ``model.head='mdn'`` (configs/amortized.py) the step instead draws fresh multipliers u
+of the 1p-frac base with their images (``source.latent_batch``), adds the observation noise,
+and minimises the mixture density's negative log-likelihood of u (fractaljax/mdn.py): the
+amortized proposal q(u | x) of fractaljax.inference, trained in the same loop.
+
 There is no host data pipeline: the batch at step k is a pure function of (seed, k), so a
 run resumed from a checkpoint at step k sees exactly the batches it would have seen.
 ``train_and_evaluate(config, workdir)`` is the whole loop: checkpoints (orbax, resumed
