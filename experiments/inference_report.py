@@ -35,7 +35,7 @@ import numpy as np
 from absl import flags
 
 from configs import fractaldb, real_image
-from fractaljax import cli, downstream, mdn, sources, train
+from fractaljax import cli, downstream, sources, train
 from fractaljax import inference as inf
 from fractaljax import render as render_lib
 from fractaljax.errors import ConfigError
@@ -377,9 +377,7 @@ def head_calibration(gen, net, share, key, num: int, num_is: int, sharpen: float
     keys = jax.random.split(jax.random.fold_in(key, 1), num)
 
     def alone(o, k, scale):
-        mix = mdn.split(o, p)
-        mix = mix._replace(log_std=mix.log_std - jnp.log(scale))
-        return mdn.sample(k, mix, d, delta, share)
+        return inf.mdn_proposal(o, delta, p, share, 1 / scale).sample(k, d)
 
     res = {}
     for name, scale in (("head", 1.0), ("over-confident head", sharpen)):
@@ -388,12 +386,7 @@ def head_calibration(gen, net, share, key, num: int, num_is: int, sharpen: float
     for name, scale in (("head", 1.0), ("over-confident head", sharpen)) if num_is else ():
 
         def one(k, s, o, scale=scale):
-            mix = mdn.split(o, p)
-            mix = mix._replace(log_std=mix.log_std - jnp.log(scale))
-            prop = inf.Proposal(
-                lambda kk, n: mdn.sample(kk, mix, n, delta, share),
-                lambda e: mdn.log_prob(mix, e, delta, share),
-            )
+            prop = inf.mdn_proposal(o, delta, p, share, 1 / scale)
             # Another key than the draws of the head alone: the rows are separate evidence.
             w = inf.continuous_is(jax.random.fold_in(k, 2), gen, s, prop, _K.value)
             return inf.resample(jax.random.fold_in(k, 1), w, d), inf.ess(w.log_weights)

@@ -403,10 +403,14 @@ def class_mixture_proposal(
     return with_prior(mix, gen.delta, centres.shape[1], share)
 
 
-def mdn_proposal(out: jax.Array, delta: float, dims: int, share: float) -> Proposal:
+def mdn_proposal(
+    out: jax.Array, delta: float, dims: int, share: float, std_scale: float = 1.0
+) -> Proposal:
     """A continuous head's output for one image, ``float32[K (1 + 2 dims)]`` (configs/
-    amortized.py), as a proposal: its mixture density with ``share`` of the prior."""
+    amortized.py), as a proposal: its mixture density with ``share`` of the prior, its
+    components' scales times ``std_scale`` (< 1: an over-confident control)."""
     mix = mdn.split(out, dims)
+    mix = mix._replace(log_std=mix.log_std + jnp.log(std_scale))
     return Proposal(
         lambda key, k: mdn.sample(key, mix, k, delta, share),
         lambda eps: mdn.log_prob(mix, eps, delta, share),
