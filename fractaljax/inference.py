@@ -94,8 +94,9 @@ def pareto_k(log_w: np.ndarray) -> float:
     a finite variance; 0.5-0.7: usable with care; > 0.7: the estimate is not reliable.
 
     Two values are not fitted tails. ``inf``: *degenerate*, a handful of weights hold all
-    the mass (the others tie at the cut-off or underflow next to them), i.e. the ESS is a
-    few samples, as bad as it gets. ``nan``: fewer than 5 finite weights, nothing to fit.
+    the mass (the others tie at the cut-off or lie 12 or more orders of magnitude under
+    them), i.e. the ESS is a few samples, as bad as it gets. ``nan``: fewer than 5 finite
+    weights, nothing to fit.
     :func:`pareto_summary` counts both apart from the fitted values.
     """
     lw = np.sort(np.asarray(log_w, np.float64))
@@ -108,8 +109,11 @@ def pareto_k(log_w: np.ndarray) -> float:
     x = np.exp(lw[-m:] - top) - np.exp(lw[-m - 1] - top)  # exceedances of the cut-off
     if not np.any(x > 0):
         return -math.inf  # all equal: no tail at all
-    if x[int(m / 4 + 0.5) - 1] <= 0:
-        return math.inf  # a handful of weights hold everything: as bad as it gets
+    if x[int(m / 4 + 0.5) - 1] <= 1e-12 * x[-1]:
+        # The tail's lower quarter is 12+ orders of magnitude under its top (or ties at the
+        # cut-off): a handful of weights hold everything, as bad as it gets. The fit would
+        # only overflow here.
+        return math.inf
     return _gpd_shape(x)
 
 

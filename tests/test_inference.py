@@ -324,3 +324,11 @@ def test_infer_cli_bad_inputs_are_one_line_exit_2(run, tiny_run, tmp_path):
         assert not out.exists()  # nothing written
     res = run("experiments.infer", f"--pretrained={other}", "--synthetic=1", f"--out={out}")
     assert res.returncode == 2 and "needs a 1p-frac run" in res.stderr
+
+
+def test_pareto_k_calls_weights_spanning_many_orders_of_magnitude_degenerate():
+    """Weights that fall by 10 nats per sample are one sample in effect: degenerate (inf),
+    not a NaN from an overflowing fit nor a 'fitted' k in the hundreds."""
+    lw = -10.0 * np.arange(1000.0)
+    assert inf.pareto_k(lw) == math.inf
+    assert float(inf.ess(jnp.asarray(lw))) < 0.0011
