@@ -34,7 +34,7 @@ import jax.numpy as jnp
 import numpy as np
 from absl import flags
 
-from configs import fractaldb, real_image
+from configs import fractaldb, onepfrac, real_image
 from fractaljax import cli, downstream, sources, train
 from fractaljax import inference as inf
 from fractaljax import render as render_lib
@@ -58,7 +58,12 @@ SHARPEN = 20.0
 _BAYES_NOISES = flags.DEFINE_list(
     "bayes_noises", ["0.1", "0.3"], "Noise levels of the Bayes error."
 )
-_DELTAS = flags.DEFINE_list("deltas", ["0.001", "0.01", "0.05", "0.1", "0.2"], "Bayes error.")
+_DELTAS = flags.DEFINE_list(
+    "deltas", ["0.001", "0.01", "0.05", "0.1", "0.2"], "Deltas of the Bayes error and the width."
+)
+_PAPER_CANVAS = flags.DEFINE_bool(
+    "paper_canvas", False, "Head runs: the posterior width also on the official 512 px canvas."
+)
 
 
 def _batched_is(dm, k, num_l):
@@ -453,9 +458,9 @@ def identifiability(pre, key, deltas, num: int = 8) -> list[dict]:
             ratio = float(np.mean(sds) / (delta / np.sqrt(3)))
             ess_mean = float(np.mean(ess))
             rows.append(
-                dict(delta=delta, resolution=where, pool=pool, sd_over_prior=ratio,
-                     ess=ess_mean, resolved=ess_mean * _K.value >= RESOLVED, k=_K.value,
-                     n=num)
+                dict(delta=delta, canvas=canvas, resolution=where, pool=pool,
+                     sd_over_prior=ratio, ess=ess_mean,
+                     resolved=ess_mean * _K.value >= RESOLVED, k=_K.value, n=num)
             )  # fmt: skip
             print(f"  Delta {delta} {where}: {rows[-1]}", flush=True)
     return rows
@@ -516,6 +521,11 @@ def head_main(pre, model, params, out_dir: str) -> dict:
               f"coverage {cov}", flush=True)  # fmt: skip
     print("3. identifiability: posterior width against Delta", flush=True)
     report["identifiability"] = identifiability(pre, jax.random.fold_in(key, 3), _DELTAS.value)
+    if _PAPER_CANVAS.value:  # the official canvas (512 px, pad 6, 100k points), 224 px input
+        paper = onepfrac.get_config("vit_ti")
+        c = pre.copy_and_resolve_references()
+        c.render, c.input_size = paper.render, paper.input_size
+        report["identifiability"] += identifiability(c, jax.random.fold_in(key, 4), _DELTAS.value)
     print("4. mismatch", flush=True)
     report["mismatch"] = head_mismatch(pre, gen, net, share, jax.random.fold_in(key, 4))
     return report
@@ -696,14 +706,16 @@ def head_plots(report: dict, out: str) -> None:
     ax.set_xlabel("nominal coverage of central intervals")
     ax.set_ylabel("empirical (mean over dimensions)")
     ax.legend(fontsize=7)
-    for where, marker in (("canvas", "o-"), ("input", "s--")):
-        rs = [r for r in report["identifiability"] if r["resolution"] == where and r["resolved"]]
-        ax2.plot([r["delta"] for r in rs], [r["sd_over_prior"] for r in rs], marker,
-                 label=f"IS with the prior, {where} resolution")  # fmt: skip
-        # Unresolved (ESS under RESOLVED samples): narrower than K draws can tell, drawn at 0.
-        un = [r["delta"] for r in report["identifiability"]
-              if r["resolution"] == where and not r["resolved"]]  # fmt: skip
-        ax2.plot(un, [0.0] * len(un), marker[0], markerfacecolor="none", color="gray")
+    ident = report["identifiability"]
+    for canvas in sorted({r.get("canvas", 0) for r in ident}):
+        for where, marker in (("canvas", "o-"), ("input", "s--")):
+            rs = [r for r in ident if r.get("canvas", 0) == canvas and r["resolution"] == where]
+            ok = [r for r in rs if r["resolved"]]
+            line = ax2.plot([r["delta"] for r in ok], [r["sd_over_prior"] for r in ok], marker,
+                            label=f"{canvas} px canvas, {where} resolution")[0]  # fmt: skip
+            # Unresolved (ESS under RESOLVED samples): narrower than K draws can tell; at 0.
+            un = [r["delta"] for r in rs if not r["resolved"]]
+            ax2.plot(un, [0.0] * len(un), marker[0], markerfacecolor="none", color=line.get_color())
     ax2.axhline(1.0, color="gray", lw=1)
     ax2.set_xscale("log")
     ax2.set_xlabel("Delta")
