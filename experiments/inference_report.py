@@ -713,9 +713,16 @@ def head_plots(report: dict, out: str) -> None:
             ok = [r for r in rs if r["resolved"]]
             line = ax2.plot([r["delta"] for r in ok], [r["sd_over_prior"] for r in ok], marker,
                             label=f"{canvas} px canvas, {where} resolution")[0]  # fmt: skip
-            # Unresolved (ESS under RESOLVED samples): narrower than K draws can tell; at 0.
-            un = [r["delta"] for r in rs if not r["resolved"]]
-            ax2.plot(un, [0.0] * len(un), marker[0], markerfacecolor="none", color=line.get_color())
+            # Unresolved (ESS under RESOLVED samples): narrower than K prior draws can tell,
+            # roughly below K^(-1/P) (a posterior of that width per dimension holds about one
+            # of K draws): drawn there as an upper bound.
+            un = [r for r in rs if not r["resolved"]]
+            bound = [r["k"] ** (-1 / 12) for r in un]
+            ax2.plot([r["delta"] for r in un], bound, "v", color=line.get_color(), alpha=0.6)
+    if any(not r["resolved"] for r in ident):
+        ax2.axhline(ident[0]["k"] ** (-1 / 12), color="gray", ls=":", lw=1)
+        ax2.text(ident[0]["delta"], ident[0]["k"] ** (-1 / 12) + 0.03,
+                 "v: unresolved, below ~K^(-1/12)", fontsize=7)  # fmt: skip
     ax2.axhline(1.0, color="gray", lw=1)
     ax2.set_xscale("log")
     ax2.set_xlabel("Delta")
