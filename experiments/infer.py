@@ -194,16 +194,14 @@ def explain_continuous(pre, model, params, gen, images, truth, key) -> None:
     for i in range(images.shape[0]):
         ki = jax.random.fold_in(key, 10 + i)
         w, w0 = is_head(ki, s_x[i], out[i]), is_prior(ki, s_x[i])
-        pw = np.asarray(jax.nn.softmax(w.log_weights), np.float64)
-        e = np.asarray(w.samples, np.float64)
-        mean = (pw[:, None] * e).sum(0)
+        mean, sd = inf.weighted_moments(w)
         head_draws = np.asarray(
             mdn.sample(jax.random.fold_in(ki, 1), mdn.split(out[i], p), 1000, gen.delta, 0.0)
         )
         row = dict(
             truth=None if truth is None else np.asarray(truth[i]).tolist(),
             posterior_mean=mean.tolist(),
-            posterior_sd=np.sqrt((pw[:, None] * (e - mean) ** 2).sum(0)).tolist(),
+            posterior_sd=sd.tolist(),
             head_mean=head_draws.mean(0).tolist(),
             head_sd=head_draws.std(0).tolist(),
             log_evidence=float(inf.log_evidence(w.log_weights)),

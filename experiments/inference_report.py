@@ -133,10 +133,9 @@ def weighted_summary(ws, truth: np.ndarray) -> dict:
     error of the weighted mean of importance samples ``ws`` against ``truth [n, P]``."""
     ess, ks, err = [], [], []
     for w, t in zip(ws, truth):
-        pw = np.asarray(jax.nn.softmax(w.log_weights))
         ess.append(float(inf.ess(w.log_weights)))
         ks.append(inf.pareto_k(np.asarray(w.log_weights)))
-        err.append(float(np.linalg.norm((pw[:, None] * np.asarray(w.samples)).sum(0) - t)))
+        err.append(float(np.linalg.norm(inf.weighted_moments(w)[0] - t)))
     return dict(ess=float(np.mean(ess)), pareto_k=inf.pareto_summary(ks), error=float(np.mean(err)))
 
 
@@ -450,10 +449,7 @@ def identifiability(pre, key, deltas, num: int = 8) -> list[dict]:
             sds, ess = [], []
             for i in range(num):
                 w = one(jax.random.fold_in(key, 1000 + i), s_x[i])
-                pw = np.asarray(jax.nn.softmax(w.log_weights), np.float64)
-                e = np.asarray(w.samples, np.float64)
-                m = (pw[:, None] * e).sum(0)
-                sds.append(np.sqrt((pw[:, None] * (e - m) ** 2).sum(0)).mean())
+                sds.append(inf.weighted_moments(w)[1].mean())
                 ess.append(float(inf.ess(w.log_weights)))
             ratio = float(np.mean(sds) / (delta / np.sqrt(3)))
             ess_mean = float(np.mean(ess))

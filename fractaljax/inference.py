@@ -161,6 +161,15 @@ class Weighted(NamedTuple):
     log_weights: jax.Array
 
 
+def weighted_moments(w: Weighted) -> tuple[np.ndarray, np.ndarray]:
+    """Self-normalised posterior mean and sd of continuous samples ``float32[K, P]``, each
+    ``float64[P]`` (computed on the host in float64)."""
+    p = np.asarray(jax.nn.softmax(w.log_weights), np.float64)[:, None]
+    e = np.asarray(w.samples, np.float64)
+    mean = (p * e).sum(0)
+    return mean, np.sqrt((p * (e - mean) ** 2).sum(0))
+
+
 def class_probs(w: Weighted, num_classes: int) -> jax.Array:
     """The self-normalised posterior over classes, ``float32[L]``."""
     p = jax.nn.softmax(w.log_weights)
