@@ -54,16 +54,14 @@ def child(args) -> None:
         return float(np.median(times))
 
     t_render = median(lambda i: render(jnp.int32(i)))
-    model = train.make_model(config, source.num_classes)
-    schedule = train.learning_rate(config)
-    tx = train.make_optimizer(config, schedule)
-    state = train.init_state(config, model, tx, mesh, source.image_shape)
+    _, model, _, _, state = train.build(config, mesh, source)
     layout = jax.tree.map(lambda x: x.sharding, state)
-    step = train.make_train_step(config, model, source, tx, schedule, mesh, layout)
+    step = train.make_train_step(config, model, source, mesh, layout)
+    lrs = train.learning_rates(config)
     box = {"state": state}
 
     def one(i):
-        box["state"], box["metrics"] = step(box["state"], jnp.int32(i))
+        box["state"], box["metrics"] = step(box["state"], jnp.int32(i), lrs[i % len(lrs)])
         return box["metrics"]
 
     t_step = median(one)

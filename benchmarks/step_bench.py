@@ -138,9 +138,10 @@ def fj_model(args, config, images, labels, num_classes) -> Timed:
 
 def fj_full(args, config) -> Timed:
     mesh = sharding.data_mesh()
-    source, model, schedule, tx, state = train.build(config, mesh)
-    train_step = train.make_train_step(config, model, source, tx, schedule, mesh)
-    return Timed(lambda s, i: train_step(s, jnp.int32(i))[0], state)
+    source, model, _, _, state = train.build(config, mesh)
+    train_step = train.make_train_step(config, model, source, mesh)
+    lrs = train.learning_rates(config)
+    return Timed(lambda s, i: train_step(s, jnp.int32(i), lrs[i % len(lrs)])[0], state)
 
 
 def timm_step(args, num_classes) -> Timed | None:

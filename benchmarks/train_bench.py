@@ -73,8 +73,7 @@ def main() -> None:
     mesh = sharding.data_mesh()
     source = sources.make(config)
     model = train.make_model(config, source.num_classes)
-    schedule = train.learning_rate(config)
-    tx = train.make_optimizer(config, schedule)
+    tx = train.make_optimizer(config, train.runtime_lr)
 
     labels = jnp.arange(args.bank) % source.num_classes
     bank = jax.jit(source.render_labels)(labels, jax.random.key(0))
@@ -92,7 +91,8 @@ def main() -> None:
     results = {}
     for name, src in (("fixed images", fixed), ("in-step rendering", source)):
         state = train.init_state(config, model, tx, mesh, source.image_shape)
-        step_fn = train.make_train_step(config, model, src, tx, schedule, mesh)
+        step = train.make_train_step(config, model, src, mesh)
+        step_fn = lambda state, i, step=step: step(state, i, jnp.float32(config.optim.lr))
         results[name] = time_steps(step_fn, state, args.steps)
         print(
             f"  {name:<20} {results[name] * 1000:8.1f} ms/step  "

@@ -53,7 +53,7 @@ def main(argv) -> None:
     size = train.input_size(config)
     shape = (size, size, int(np.shape(sd.get("patch_embed.proj.weight", np.zeros((1, 3))))[1]))
     model = train.make_model(config, num_classes)
-    tx = train.make_optimizer(config, train.learning_rate(config))
+    tx = train.make_optimizer(config, train.runtime_lr)
     state = train.init_state(config, model, tx, sharding.data_mesh(), shape)
     like = interop.unflatten(interop.flatten(state.params))
     params = interop.from_timm(sd, like, f"--weights={_WEIGHTS.value}")

@@ -125,6 +125,23 @@ def learning_rate(config: ml_collections.ConfigDict) -> optax.Schedule:
     )
 
 
+def runtime_lr(count: jax.Array) -> jax.Array:
+    """The schedule of the optimizer a train step updates with (:func:`build`): a unit step
+    size, the learning rate being an argument of the compiled step (:func:`learning_rates`).
+    The optimizer's state keeps its step count, as with the schedule inside, so checkpoints
+    keep their structure."""
+    del count
+    return jnp.ones((), jnp.float32)
+
+
+def learning_rates(config: ml_collections.ConfigDict) -> np.ndarray:
+    """``float32[total_steps]``: :func:`learning_rate` at every step, evaluated once on the
+    host. The compiled step takes its step's value as an argument, so a learning-rate grid,
+    another warm-up or another step count reuses one compiled program."""
+    steps = jnp.arange(max(config.total_steps, 1))
+    return np.asarray(jax.vmap(learning_rate(config))(steps), np.float32)
+
+
 DECAY_RULES = ("official", "timm")
 _EMBEDDINGS = ("cls", "pos_embedding")
 
@@ -361,8 +378,10 @@ def _stop_agreed(stop: _StopRequest, done: int, boundary: bool) -> bool:
     return bool(np.any(multihost_utils.process_allgather(np.int32(local))))
 
 
-def make_train_step(config, model, source, tx, schedule, mesh, state_sharding=None) -> Callable:
-    """``train_step(state, step) -> (state, metrics)``, jit-compiled, batch sharded on mesh.
+def make_train_step(config, model, source, mesh, state_sharding=None) -> Callable:
+    """``train_step(state, step, lr) -> (state, metrics)``, jit-compiled, batch sharded on
+    mesh. ``lr`` is the learning rate at ``step`` (:func:`learning_rates`) and ``state.tx``
+    an optimizer made with :func:`runtime_lr` (:func:`build`), which scales its update by it.
 
     The batch is a pure function of (seed, step) and each example's index in the global
     batch, and each device renders its own slice of it (on every process, the devices it
@@ -373,7 +392,7 @@ def make_train_step(config, model, source, tx, schedule, mesh, state_sharding=No
     num_classes = source.num_classes
     continuous = head(config) == "mdn"
 
-    def train_step(state, step):
+    def train_step(state, step, lr):
         k_aug, k_drop = jax.random.split(jax.random.fold_in(step_key, step))
         if continuous:
             images, targets = source.latent_batch(data_key, step, config.batch_size)
@@ -395,13 +414,21 @@ def make_train_step(config, model, source, tx, schedule, mesh, state_sharding=No
             return head_loss(config, source, out, targets).mean(), out
 
         (loss, out), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
-        state = state.apply_gradients(grads=grads)
+        # The optimizer's own step size is -1 (runtime_lr); scaling by the argument here is
+        # bit for bit what optax does with the schedule inside: (-lr) * update.
+        updates, opt_state = state.tx.update(grads, state.opt_state, state.params)
+        updates = jax.tree.map(lambda u: lr.astype(u.dtype) * u, updates)
+        state = state.replace(
+            step=state.step + 1,
+            params=optax.apply_updates(state.params, updates),
+            opt_state=opt_state,
+        )
         metrics = {
             "loss": loss,
             "grad_norm": jnp.sqrt(
                 sum(jnp.sum(g.astype(jnp.float32) ** 2) for g in jax.tree.leaves(grads))
             ),
-            "lr": schedule(step),
+            "lr": lr,
         }
         if not continuous:
             # Against the label of the unmixed image: a rough signal under mixup/cutmix.
@@ -530,7 +557,7 @@ def load_pretrained(workdir: str):
         raise CheckpointError(f"--pretrained={workdir}: no checkpoint there yet; train it first")
     data = read_source_record(workdir, config)
     model = make_model(config, num_outputs(config, data["num_classes"]))
-    tx = make_optimizer(config, learning_rate(config))
+    tx = make_optimizer(config, runtime_lr)
     state = init_state(config, model, tx, sharding.data_mesh(), data["image_shape"])
     params = ckpt.restore(step, _checkpointable(state))["params"]
     ckpt.close()
@@ -567,7 +594,8 @@ def warn_if_paper_scale_on_cpu(config: ml_collections.ConfigDict, start: int = 0
 def build(config, mesh, source=None, cache_dir: str | None = None):
     """``(source, model, schedule, tx, state)`` of ``config``: what a train step needs, with
     no run directory (``source`` replaces ``sources.make``; ``cache_dir`` keeps its
-    one-time searches)."""
+    one-time searches). ``tx`` takes its learning rate from the step (:func:`runtime_lr`);
+    ``schedule`` is the learning rate itself."""
     source = source or sources.make(config, cache_dir=cache_dir)
     if head(config) == "mdn" and not hasattr(source, "latent_batch"):
         raise ConfigError(
@@ -576,7 +604,7 @@ def build(config, mesh, source=None, cache_dir: str | None = None):
         )
     model = make_model(config, num_outputs(config, source.num_classes))
     schedule = learning_rate(config)
-    tx = make_optimizer(config, schedule)
+    tx = make_optimizer(config, runtime_lr)
     state = init_state(config, model, tx, mesh, source.image_shape)
     return source, model, schedule, tx, state
 
@@ -670,7 +698,8 @@ def train_and_evaluate(
             f"of the train state split over {mesh.devices.size} devices",
             flush=True,
         )
-    train_step = make_train_step(config, model, source, tx, schedule, mesh, layout)
+    train_step = make_train_step(config, model, source, mesh, layout)
+    lrs = learning_rates(config)
     eval_step = make_eval_step(config, model, eval_source or source)
     writer = MetricWriter(workdir, active=sharding.is_primary())
     writer.truncate_after(start)  # rows past the checkpoint are written again
@@ -700,7 +729,7 @@ def train_and_evaluate(
         stop = stack.enter_context(_StopRequest())
         end = config.total_steps if stop_at is None else min(stop_at, config.total_steps)
         for step in range(start, end):
-            state, metrics = train_step(state, jnp.int32(step))
+            state, metrics = train_step(state, jnp.int32(step), jnp.float32(lrs[step]))
             # Check the previous step while this one runs: one step of lag keeps the device
             # busy, and a NaN is still caught before anything is saved.
             if pending is not None:

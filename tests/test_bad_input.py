@@ -11,7 +11,7 @@ import os
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-from conftest import run_module
+from conftest import run_module, xla_devices
 from test_train import TINY_FLAGS, tiny_config
 
 from fractaljax import train
@@ -23,7 +23,7 @@ RENDER = [
     "--config.render.pad=1",
     "--config.source.num_classes=20",
 ]
-TWO_DEVICES = {"XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
+TWO_DEVICES = xla_devices(2)
 
 # (id, module, args, needle, env); {new} is a directory that must not appear, {pre} a finished
 # tiny pre-training that must not change, {file} a plain file, {syntax} a config with a

@@ -13,7 +13,7 @@ import time
 import jax
 import numpy as np
 import pytest
-from conftest import REPO, run_module
+from conftest import REPO, run_module, xla_devices
 from test_train import TINY_FLAGS, _params
 
 from fractaljax import sharding
@@ -53,7 +53,7 @@ def _processes(tmp_path, workdir, *flags, n=2):
     output in files (a full pipe cannot block one while the other waits in a collective);
     killed on the way out if still running."""
     port = _free_port()
-    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=2")
+    env = dict(os.environ, **xla_devices(2))
     procs, files = [], []
     try:
         for i in range(n):
@@ -165,7 +165,7 @@ def test_fsdp_layout_splits_a_vit_b16_and_leaves_small_arrays_replicated():
 
 
 def test_a_global_batch_that_does_not_split_is_one_line_exit_2(tmp_path):
-    four = {"XLA_FLAGS": "--xla_force_host_platform_device_count=4"}
+    four = xla_devices(4)
     flags = [f"--workdir={tmp_path / 'w'}", *TINY_FLAGS, "--config.batch_size=6"]
     res = run_module("experiments.pretrain", *flags, env=four)
     assert res.returncode == 2

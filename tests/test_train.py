@@ -6,6 +6,7 @@ import jax
 import numpy as np
 import optax
 import pytest
+from conftest import xla_devices
 
 from configs import fractaldb, onepfrac, real_image
 from fractaljax import augment, sharding, sources, train
@@ -84,6 +85,36 @@ def test_schedule_warmup_and_floor_scale_with_the_batch():
     np.testing.assert_allclose(float(lr(0)), 5e-7, rtol=1e-5)
     np.testing.assert_allclose(float(lr(10)), 5e-4, rtol=1e-5)
     np.testing.assert_allclose(float(lr(100)), 5e-6, rtol=1e-4)
+
+
+def test_one_compiled_step_serves_every_learning_rate_and_step_count():
+    """The learning rate is an argument of the compiled step: configs that differ in lr,
+    warm-up or step count lower to one program (an lr grid compiles once), and the update is
+    the one optax makes with the learning rate inside the optimizer."""
+    c = tiny_config()
+    mesh = sharding.data_mesh()
+    src, model, _, _, state = train.build(c, mesh)
+    other = tiny_config(**{"optim.lr": 0.5, "total_steps": 9, "warmup_steps": 3})
+
+    def program(cfg):
+        step = train.make_train_step(cfg, model, src, mesh)
+        return step.lower(state, jax.numpy.int32(0), jax.numpy.float32(0.1)).as_text()
+
+    assert program(c) == program(other)
+    lrs = train.learning_rates(c)
+    np.testing.assert_allclose(lrs, [float(train.learning_rate(c)(i)) for i in range(len(lrs))])
+    lr = float(lrs[1])
+    inside = state.replace(tx=train.make_optimizer(c, lambda count: lr))
+    step = train.make_train_step(c, model, src, mesh)
+    ours, metrics = step(state, 1, lr)
+    theirs, _ = step(inside, 1, 1.0)
+    assert float(metrics["lr"]) == np.float32(lr)
+    for a, b in zip(jax.tree.leaves(ours.params), jax.tree.leaves(theirs.params)):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    moved = jax.tree.leaves(
+        jax.tree.map(lambda a, b: float(abs(a - b).max()), ours.params, state.params)
+    )
+    assert max(moved) > 0
 
 
 def test_steps_on_a_fixed_batch_reduce_the_loss():
@@ -193,7 +224,7 @@ def test_data_parallel_matches_one_device(run, tmp_path):
             f"--workdir={tmp_path / str(n)}",
             *flags,
             *(fsdp if n == "fsdp" else []),
-            env={"XLA_FLAGS": f"--xla_force_host_platform_device_count={8 if n == 'fsdp' else n}"},
+            env=xla_devices(8 if n == "fsdp" else n),
         )
         assert res.returncode == 0, res.stderr[-2000:]
         assert f"{8 if n == 'fsdp' else n} cpu device(s)" in res.stdout
@@ -264,8 +295,8 @@ def test_bad_source_config_writes_no_config_json(tmp_path):
 def _paper_step(c):
     """The train step of config ``c`` built as train_and_evaluate builds it."""
     mesh = sharding.data_mesh()
-    src, model, schedule, tx, state = train.build(c, mesh)
-    return train.make_train_step(c, model, src, tx, schedule, mesh), state
+    src, model, _, _, state = train.build(c, mesh)
+    return train.make_train_step(c, model, src, mesh), state
 
 
 def test_the_paper_step_traces_at_full_size_and_runs_reduced_in_bfloat16():
@@ -276,7 +307,7 @@ def test_the_paper_step_traces_at_full_size_and_runs_reduced_in_bfloat16():
     c.source.num_classes, c.batch_size = 4, 2  # L and the batch do not change the program
     c.source.bank = True
     step, state = _paper_step(c)
-    out_state, metrics = jax.eval_shape(step, state, 0)
+    out_state, metrics = jax.eval_shape(step, state, 0, 1e-3)
     assert jax.tree.structure(out_state.params) == jax.tree.structure(state.params)
     assert metrics["loss"].shape == ()
     # Reduced: a 64 px canvas cropped to 32 px, the test model, bfloat16; every augmentation on.
@@ -285,5 +316,5 @@ def test_the_paper_step_traces_at_full_size_and_runs_reduced_in_bfloat16():
     c.model.variant, c.model.dtype, c.batch_size = "test/4", "bfloat16", 8
     step, state = _paper_step(c)
     assert c.augment.randaugment and c.augment.mix_prob == 1.0 and c.model.drop_path > 0
-    state, metrics = step(state, 0)
+    state, metrics = step(state, 0, 1e-3)
     assert np.isfinite(float(metrics["loss"])), metrics
