@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -46,6 +47,40 @@ def run_module(module: str, *args: str, env: dict | None = None, timeout: int = 
         text=True,
         timeout=timeout,
     )
+
+
+def run_modules(commands: list[tuple[str, list[str], dict]], out_dir) -> list:
+    """Run ``(module, args, env)`` commands as ``run_module`` would, each in its own process
+    with its own exit status and output, but forked from one interpreter that imported the
+    libraries once (tests/fork_runner.py): a second a command instead of a start-up each."""
+    specs = [
+        {
+            "module": m,
+            "args": list(a),
+            "env": env or {},
+            "stdout": os.path.join(out_dir, f"{i}.out"),
+            "stderr": os.path.join(out_dir, f"{i}.err"),
+        }
+        for i, (m, a, env) in enumerate(commands)
+    ]
+    runner = subprocess.run(
+        [sys.executable, os.path.join(REPO, "tests", "fork_runner.py")],
+        cwd=REPO,
+        input=json.dumps(specs),
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert runner.returncode == 0, runner.stderr[-3000:]
+    results = []
+    for spec, code in zip(specs, json.loads(runner.stdout)):
+        with open(spec["stdout"]) as out, open(spec["stderr"]) as err:
+            results.append(
+                subprocess.CompletedProcess(
+                    [spec["module"], *spec["args"]], code, out.read(), err.read()
+                )
+            )
+    return results
 
 
 @pytest.fixture
