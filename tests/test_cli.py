@@ -5,7 +5,7 @@ import os
 import subprocess
 import sys
 
-from conftest import REPO
+from conftest import REPO, run_modules
 
 ENTRY_POINTS = sorted(
     f[:-3]
@@ -20,27 +20,20 @@ def _docstring(module: str) -> str:
         return ast.get_docstring(ast.parse(f.read())).strip()
 
 
-def _start(module: str, *args: str) -> subprocess.Popen:
-    return subprocess.Popen(
-        [sys.executable, "-m", f"experiments.{module}", *args],
-        cwd=REPO,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-
-
-def test_every_entry_point_answers_help():
+def test_every_entry_point_answers_help(tmp_path):
     assert len(ENTRY_POINTS) >= 12, ENTRY_POINTS
-    # All at once: each is a Python start-up and nothing more.
-    procs = {m: _start(m, "--help") for m in ENTRY_POINTS}
-    procs["probe -h"] = _start("probe", "-h")
-    procs["sweep --helpfull"] = _start("sweep", "--helpfull")
-    procs["pretrain --helpshort"] = _start("pretrain", "--helpshort")
+    # Forked from one interpreter (conftest.run_modules); the next test starts a real one.
+    commands = {m: (m, "--help") for m in ENTRY_POINTS}
+    commands["probe -h"] = ("probe", "-h")
+    commands["sweep --helpfull"] = ("sweep", "--helpfull")
+    commands["pretrain --helpshort"] = ("pretrain", "--helpshort")
+    results = run_modules(
+        [(f"experiments.{m}", [flag], {}) for m, flag in commands.values()], str(tmp_path)
+    )
     outs = {}
-    for name, p in procs.items():
-        outs[name] = out, err = p.communicate(timeout=300)
-        assert p.returncode == 0, (name, err[-2000:])
+    for name, res in zip(commands, results):
+        outs[name] = out, err = res.stdout, res.stderr
+        assert res.returncode == 0, (name, err[-2000:])
         module = name.split()[0]
         doc = _docstring(module)
         assert out.startswith(doc.splitlines()[0]), (name, out[:300])

@@ -8,6 +8,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from conftest import run_modules
 from scipy import stats
 
 from configs import onepfrac
@@ -302,7 +303,7 @@ def test_infer_cli_explains_synthetic_images(run, tiny_run, tmp_path):
         assert 0 < row["ess_prior"] <= 1 and 0 < row["ess_network"] <= 1
 
 
-def test_infer_cli_bad_inputs_are_one_line_exit_2(run, tiny_run, tmp_path):
+def test_infer_cli_bad_inputs_are_one_line_exit_2(tiny_run, tmp_path):
     text = tmp_path / "not_an_image.png"
     text.write_text("hello")
     other = tmp_path / "fdb"
@@ -316,14 +317,20 @@ def test_infer_cli_bad_inputs_are_one_line_exit_2(run, tiny_run, tmp_path):
         (["--synthetic=0"], "exactly one of"),
         ([f"--image={text}", "--synthetic=2"], "exactly one of"),
     ]
-    for extra, message in cases:
-        out = tmp_path / "out"
-        res = run("experiments.infer", f"--pretrained={tiny_run}", f"--out={out}", *extra)
+    out = tmp_path / "out"
+    commands = [
+        ("experiments.infer", [f"--pretrained={tiny_run}", f"--out={out}", *extra], {})
+        for extra, _ in cases
+    ]
+    commands.append(
+        ("experiments.infer", [f"--pretrained={other}", "--synthetic=1", f"--out={out}"], {})
+    )
+    results = run_modules(commands, str(tmp_path))  # forked from one interpreter
+    for (_, message), res in zip(cases, results):
         lines = res.stderr.strip().splitlines()
         assert res.returncode == 2 and len(lines) == 1 and message in lines[0], res.stderr
-        assert not out.exists()  # nothing written
-    res = run("experiments.infer", f"--pretrained={other}", "--synthetic=1", f"--out={out}")
-    assert res.returncode == 2 and "needs a 1p-frac run" in res.stderr
+    assert not out.exists()  # nothing written
+    assert results[-1].returncode == 2 and "needs a 1p-frac run" in results[-1].stderr
 
 
 def test_pareto_k_calls_weights_spanning_many_orders_of_magnitude_degenerate():
