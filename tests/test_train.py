@@ -6,7 +6,7 @@ import jax
 import numpy as np
 import optax
 import pytest
-from conftest import xla_devices
+from conftest import run_modules, xla_devices
 
 from configs import fractaldb, onepfrac, real_image
 from fractaljax import augment, sharding, sources, train
@@ -207,7 +207,7 @@ def test_nan_guard_stops_and_keeps_last_good_checkpoint(tmp_path):
     assert all(np.isfinite(np.asarray(p)).all() for p in jax.tree.leaves(params))
 
 
-def test_data_parallel_matches_one_device(run, tmp_path):
+def test_data_parallel_matches_one_device(tmp_path):
     """The same global batch on 1 and 8 virtual CPU devices, and on 8 with FSDP: same
     losses at every logged step and the same parameters after training (an FSDP checkpoint
     restored replicated), within float tolerance (the batch is split, the gradient
@@ -218,14 +218,16 @@ def test_data_parallel_matches_one_device(run, tmp_path):
     # array of the tiny model with >= 256 elements; the default threshold is for real ViTs).
     fsdp = ["--config.param_sharding=fsdp", "--config.fsdp_min_size=256"]
     counts = (1, 8, "fsdp")  # 2 devices: tests/test_bad_input.py, test_render.py
-    for n in counts:
-        res = run(
+    commands = [
+        (
             "experiments.pretrain",
-            f"--workdir={tmp_path / str(n)}",
-            *flags,
-            *(fsdp if n == "fsdp" else []),
-            env=xla_devices(8 if n == "fsdp" else n),
+            [f"--workdir={tmp_path / str(n)}", *flags, *(fsdp if n == "fsdp" else [])],
+            xla_devices(8 if n == "fsdp" else n),
         )
+        for n in counts
+    ]
+    (tmp_path / "out").mkdir()
+    for n, res in zip(counts, run_modules(commands, str(tmp_path / "out"))):
         assert res.returncode == 0, res.stderr[-2000:]
         assert f"{8 if n == 'fsdp' else n} cpu device(s)" in res.stdout
     split = re.search(r"param_sharding fsdp: (\d+)% of the train state split", res.stdout)
