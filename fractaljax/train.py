@@ -596,12 +596,15 @@ def build(config, mesh, source=None, cache_dir: str | None = None):
     no run directory (``source`` replaces ``sources.make``; ``cache_dir`` keeps its
     one-time searches). ``tx`` takes its learning rate from the step (:func:`runtime_lr`);
     ``schedule`` is the learning rate itself."""
-    source = source or sources.make(config, cache_dir=cache_dir)
-    if head(config) == "mdn" and not hasattr(source, "latent_batch"):
+    # Checked before the source is built: a bank of images may take minutes to draw.
+    name = config.source.name if source is None else source.name
+    latent = name in sources.LATENT_SOURCES if source is None else hasattr(source, "latent_batch")
+    if head(config) == "mdn" and not latent:
         raise ConfigError(
             f"model.head='mdn' needs a source with a continuous latent (1p-frac, "
-            f"configs/onepfrac.py or configs/amortized.py); {source.name!r} has none"
+            f"configs/onepfrac.py or configs/amortized.py); {name!r} has none"
         )
+    source = source or sources.make(config, cache_dir=cache_dir)
     model = make_model(config, num_outputs(config, source.num_classes))
     schedule = learning_rate(config)
     tx = make_optimizer(config, runtime_lr)

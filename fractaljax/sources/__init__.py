@@ -75,6 +75,10 @@ SOURCES: dict[str, Callable[[ml_collections.ConfigDict, str | None], Source]] = 
 }
 
 
+# The sources with a continuous latent (``latent_batch``: the images of drawn multipliers u),
+# which model.head='mdn' learns to invert; named so a config is checked before it is built.
+LATENT_SOURCES = ("onepfrac",)
+
 # 'true': the source's labels; 'random': the drift control (see Source.random_labels).
 LABEL_MODES = ("true", "random")
 
