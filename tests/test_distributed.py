@@ -13,7 +13,7 @@ import time
 import jax
 import numpy as np
 import pytest
-from conftest import REPO, run_module, xla_devices
+from conftest import REPO, run_module, run_modules, xla_devices
 from test_train import TINY_FLAGS, _params
 
 from fractaljax import sharding
@@ -103,9 +103,11 @@ def test_two_processes_train_and_one_resumes(tmp_path):
     _assert_close(_params(ref, 6)["params"], _params(multi, 6)["params"])
 
     # One process (one device) resumes the two-process checkpoint; so does the reference.
-    for workdir in (multi, ref):
-        res = run_module("experiments.pretrain", f"--workdir={workdir}", *FLAGS,
-                         "--config.total_steps=9")  # fmt: skip
+    resumes = [
+        ("experiments.pretrain", [f"--workdir={w}", *FLAGS, "--config.total_steps=9"], {})
+        for w in (multi, ref)
+    ]
+    for res in run_modules(resumes, str(tmp_path)):  # both at once, from one interpreter
         assert res.returncode == 0, res.stderr[-2000:]
         assert "resumed from" in res.stdout and "1 cpu device(s)" in res.stdout
     assert [s for s, _ in _losses(multi)] == [3, 6, 9]
