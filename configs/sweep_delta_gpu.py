@@ -61,6 +61,7 @@ def get_config() -> ml_collections.ConfigDict:
     c.sweep.few_labels = 0  # the 1k-label regime: another 8 compiles, past the budget
     c.sweep.random_init = True
     c.sweep.controls = {"drift": (("source.labels", "random"),)}
+    c.sweep.paired_with = (0.001,)  # Delta 0.1 against 0.001, seed by seed
     c.sweep.metrics = ("finetune_top1", "probe_best_top1", "probe_last_top1")
     c.sweep.recipe = "vit_ti"
     c.sweep.time_budget_minutes = 8.0

@@ -34,6 +34,8 @@ def get_config() -> ml_collections.ConfigDict:
     c.sweep.few_labels = 1000  # also fine-tune and probe on 1k labels (100 a class)
     c.sweep.random_init = True
     c.sweep.controls = {"drift": (("source.labels", "random"),)}
+    # Also paired with Delta 0.001 (summary_vs_0.001.txt): the paper's collapse at small Delta.
+    c.sweep.paired_with = (0.001,)
     c.sweep.metrics = ("finetune_top1", "probe_best_top1", "probe_last_top1")
     c.sweep.recipe = "small"  # the size of the source configs of a 'source' sweep
     c.sweep.log_x = True

@@ -493,6 +493,7 @@ def run_sweep(
     sw = cfg.sweep
     field, values, seeds = sw.field, list(sw.grid), list(sw.seeds)
     controls = control_names(cfg)
+    paired_with(cfg)  # checked before the first point, not after the last
     points = [
         (v, s, c)
         for s in seeds
@@ -559,11 +560,35 @@ def report(cfg, rows: list[dict], workdir: str) -> str:
         f"{title} ({split} top-1 %, mean +- sd over seeds; d: paired difference to the "
         f"random init of the same seeds, [95% t interval over seeds]):\n{table}"
     )
-    for name in control_names(cfg):
-        if not any(r["value"] == name and r["init"] == "control" for r in rows):
-            continue
-        vs = summary_table(summarize(rows, metrics, baseline=name))
-        with open(os.path.join(workdir, f"summary_vs_{name}.txt"), "w") as f:
+    for group, label in baselines(cfg, rows):
+        vs = summary_table(summarize(rows, metrics, baseline=group))
+        with open(os.path.join(workdir, f"summary_vs_{group}.txt"), "w") as f:
             f.write(vs + "\n")
-        text += f"\n\nthe same, d paired with the control {name!r} of the same seeds:\n{vs}"
+        text += f"\n\nthe same, d paired with {label} of the same seeds:\n{vs}"
     return text
+
+
+def baselines(cfg, rows: list[dict]) -> list[tuple[object, str]]:
+    """``(group, label)`` of what a sweep's differences are also paired with, besides the
+    random init: every control with rows, then each swept value of ``sweep.paired_with``
+    with rows (the paper's comparisons between values, e.g. Delta 0.1 against 0.001)."""
+    out = [
+        (name, f"the control {name!r}")
+        for name in control_names(cfg)
+        if any(r["value"] == name and r["init"] == "control" for r in rows)
+    ]
+    for value in paired_with(cfg):
+        if any(r["value"] == value and r["init"] == "pretrained" for r in rows):
+            out.append((value, f"{cfg.sweep.field}={value}"))
+    return out
+
+
+def paired_with(cfg) -> tuple:
+    """``sweep.paired_with``, each a value of ``sweep.grid`` (checked)."""
+    values = tuple(cfg.sweep.get("paired_with", None) or ())
+    for value in values:
+        if value not in cfg.sweep.grid:
+            raise ConfigError(
+                f"sweep.paired_with={value!r}: not a value of sweep.grid {tuple(cfg.sweep.grid)}"
+            )
+    return values

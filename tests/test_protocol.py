@@ -246,6 +246,37 @@ def test_sweep_runs_the_drift_control_and_pairs_with_it(tmp_path, data_dir):
     assert os.path.exists(os.path.join(again["dir"], "stored.json"))
 
 
+def test_a_sweep_also_pairs_its_values_with_the_named_ones():
+    """``sweep.paired_with``: a table of differences to another swept value, seed by seed
+    (Delta 0.1 against 0.001), beside those to the random init and the drift control."""
+    from configs import sweep_delta_small
+    from fractaljax import sweeps
+
+    cfg = sweep_delta_small.get_config()
+    assert cfg.sweep.paired_with == (0.001,)
+    rows = []
+    for seed, (rand, drift, small, big) in enumerate(
+        [(0.80, 0.30, 0.20, 0.81), (0.79, 0.60, 0.25, 0.80), (0.80, 0.25, 0.10, 0.82)]
+    ):
+        rows += [
+            {"init": "random", "value": "", "seed": seed, "m": rand},
+            {"init": "control", "value": "drift", "seed": seed, "m": drift},
+            {"init": "pretrained", "value": 0.001, "seed": seed, "m": small},
+            {"init": "pretrained", "value": 0.1, "seed": seed, "m": big},
+        ]
+    assert sweeps.baselines(cfg, rows) == [
+        ("drift", "the control 'drift'"), (0.001, "source.delta=0.001")
+    ]  # fmt: skip
+    summary = {s["value"]: s for s in sweeps.summarize(rows, ["m"], baseline=0.001)}
+    assert summary[0.1]["m_diff"] == pytest.approx(np.mean([0.61, 0.55, 0.72]))
+    assert summary[0.1]["m_diff_lo"] > 0 and "m_diff" not in summary[0.001]
+    # Without rows of the value (a sweep part-way), no table; a value off the grid is an error.
+    assert sweeps.baselines(cfg, [r for r in rows if r["value"] != 0.001])[1:] == []
+    cfg.sweep.paired_with = (0.3,)
+    with pytest.raises(ConfigError, match="sweep.paired_with=0.3"):
+        sweeps.run_sweep(cfg, "/nonexistent", compute=False)
+
+
 def test_gpu_protocol_runs_on_the_cpu_at_a_tiny_size(tmp_path, data_dir):
     """configs/sweep_delta_gpu.py end to end (its four points, drift control included) with
     the model, canvas, steps and data shrunk: what a lent GPU would run, checked here."""
