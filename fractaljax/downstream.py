@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import fcntl
 import gzip
 import hashlib
 import io
@@ -217,10 +218,17 @@ def _prepare(name: str, data_dir: str, source_dir: str | None) -> str:
             raise DataError(_missing_fashion(src))
         FashionMnistLocal.source_dir = src
     try:
-        # One line instead of TFDS's progress bars (carriage returns) and messages.
-        tfds.disable_progress_bar()
-        with contextlib.redirect_stdout(io.StringIO()):
-            builder.download_and_prepare()
+        os.makedirs(data_dir, exist_ok=True)
+        # Two processes preparing one directory at once (a probe and a fine-tuning started
+        # together) would race on TFDS's final rename: the second waits, then finds it done.
+        with open(os.path.join(data_dir, f".{builder_name}.lock"), "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            if _prepared(builder_name, data_dir):
+                return builder_name
+            # One line instead of TFDS's progress bars (carriage returns) and messages.
+            tfds.disable_progress_bar()
+            with contextlib.redirect_stdout(io.StringIO()):
+                builder.download_and_prepare()
     except OSError as e:
         raise DataError(
             f"--config.downstream.data_dir={data_dir}: cannot prepare {name} there ({e}); "

@@ -4,6 +4,7 @@ import os
 import numpy as np
 import pytest
 import tensorflow_datasets as tfds
+from conftest import run_modules
 from test_train import TINY_FLAGS, tiny_config
 
 from configs import finetune_mini
@@ -131,23 +132,15 @@ def test_transfer_params_keeps_new_head():
     assert train.transfer_params(init, pre) == {"head": 1, "block0": 8, "embedding": 7}
 
 
-def test_probe_and_finetune_cli(run, tmp_path, data_dir):
+def test_probe_and_finetune_cli(run, tmp_path):
     pre = tmp_path / "pre"
     res = run("experiments.pretrain", f"--workdir={pre}", *TINY_FLAGS, "--config.total_steps=5")
     assert res.returncode == 0, res.stderr[-2000:]
+    # A data directory of its own: the probe and the fine-tuning below start together and
+    # both prepare digits there (the second waits for the first: downstream._prepare).
+    data_dir = tmp_path / "tfds"
     common = ["--config.downstream.dataset=digits", f"--config.downstream.data_dir={data_dir}"]
-    res = run("experiments.probe", f"--pretrained={pre}", *common)
-    assert res.returncode == 0, res.stderr[-2000:]
-    out = json.loads((pre / "probe.json").read_text())
-    assert set(out["results"]) == {"pre-trained", "random init"}
-    # The reported layer is the validation's choice, printed and stored, not the best test.
-    for name, layers in out["results"].items():
-        best = out["best_layer"][name]
-        assert best == max(layers, key=lambda k: layers[k]["val_accuracy"])
-        assert f"{name}: best layer on validation {best}" in res.stdout
-    assert (pre / "probe.png").stat().st_size > 1000
-    res = run(
-        "experiments.finetune",
+    finetune = [
         f"--pretrained={pre}",
         f"--workdir={tmp_path / 'ft'}",
         "--config=configs/finetune_small.py",  # the small protocol's, with a grid
@@ -156,25 +149,40 @@ def test_probe_and_finetune_cli(run, tmp_path, data_dir):
         "--config.checkpoint_every=10",
         "--config.optim.lr_grid=(0.1, 0.5)",  # one run each, the best on validation kept
         "--config.downstream.val_size=200",
-    )
-    assert res.returncode == 0, res.stderr[-2000:]
-    assert "test top-1" in res.stdout and "chosen on validation (0.1: " in res.stdout
-    assert (tmp_path / "ft_lr0.1").is_dir() and (tmp_path / "ft_lr0.5").is_dir()
-    out = json.loads((tmp_path / "ft" / "finetune.json").read_text())
-    assert out["lr"] in (0.1, 0.5) and 0 <= out["val_accuracy"] <= 1
-    # Missing data: one line, exit 2.
-    res = run(
-        "experiments.probe",
+    ]
+    missing_data = [  # one line, exit 2
         f"--pretrained={pre}",
         "--config.downstream.dataset=fashion_mnist",
         f"--config.downstream.data_dir={tmp_path / 'empty'}",
         f"--config.downstream.source_dir={tmp_path / 'nowhere'}",
+    ]
+    (tmp_path / "out").mkdir()
+    probed, tuned, no_data, no_run = run_modules(  # two at a time, from one interpreter
+        [
+            ("experiments.probe", [f"--pretrained={pre}", *common], {}),
+            ("experiments.finetune", finetune, {}),
+            ("experiments.probe", missing_data, {}),
+            ("experiments.probe", [f"--pretrained={tmp_path / 'nothing'}"], {}),
+        ],
+        str(tmp_path / "out"),
     )
-    assert res.returncode == 2 and "dataset-fashion-mnist" in res.stderr, res.stderr[-2000:]
-    assert len(res.stderr.strip().splitlines()) == 1
-    # Not a pre-training run.
-    res = run("experiments.probe", f"--pretrained={tmp_path / 'nothing'}")
-    assert res.returncode == 2 and "config.json" in res.stderr
+    assert probed.returncode == 0, probed.stderr[-2000:]
+    out = json.loads((pre / "probe.json").read_text())
+    assert set(out["results"]) == {"pre-trained", "random init"}
+    # The reported layer is the validation's choice, printed and stored, not the best test.
+    for name, layers in out["results"].items():
+        best = out["best_layer"][name]
+        assert best == max(layers, key=lambda k: layers[k]["val_accuracy"])
+        assert f"{name}: best layer on validation {best}" in probed.stdout
+    assert (pre / "probe.png").stat().st_size > 1000
+    assert tuned.returncode == 0, tuned.stderr[-2000:]
+    assert "test top-1" in tuned.stdout and "chosen on validation (0.1: " in tuned.stdout
+    assert (tmp_path / "ft_lr0.1").is_dir() and (tmp_path / "ft_lr0.5").is_dir()
+    out = json.loads((tmp_path / "ft" / "finetune.json").read_text())
+    assert out["lr"] in (0.1, 0.5) and 0 <= out["val_accuracy"] <= 1
+    assert no_data.returncode == 2 and "dataset-fashion-mnist" in no_data.stderr, no_data.stderr
+    assert len(no_data.stderr.strip().splitlines()) == 1
+    assert no_run.returncode == 2 and "config.json" in no_run.stderr
 
 
 def test_quickstart_small(run, tmp_path):
