@@ -149,7 +149,9 @@ def test_fixed_images_are_a_function_of_class_and_instance_and_the_bank_holds_th
     fixed = {
         im.tobytes()
         for im in np.asarray(
-            contours.fixed_images(c, jnp.repeat(jnp.arange(3), 4), jnp.tile(jnp.arange(4), 3))
+            jax.jit(lambda lab, ins: contours.fixed_images(c, lab, ins))(
+                jnp.repeat(jnp.arange(3), 4), jnp.tile(jnp.arange(4), 3)
+            )
         )
     }
     assert len(fixed) == 12

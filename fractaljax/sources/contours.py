@@ -293,7 +293,9 @@ def _check(src, kind: str) -> None:
 def classes(config: ml_collections.ConfigDict) -> dict[str, jax.Array]:
     """The L classes of the source ``config.source`` (:func:`class_params`, seeded)."""
     src = config.source
-    return class_params(keys_lib.stream(config.seed, src.name), src.num_classes, src.name, src)
+    # One compiled program rather than some hundreds of eager ops, each compiled on its own.
+    draw = jax.jit(lambda key: class_params(key, src.num_classes, src.name, src))
+    return draw(keys_lib.stream(config.seed, src.name))
 
 
 def batch_draws(config: ml_collections.ConfigDict, params: dict, labels, keys) -> dict:
