@@ -615,7 +615,7 @@ def build(config, mesh, source=None, cache_dir: str | None = None):
 def _set_up(config, workdir, source, allow_changes, mesh):
     """Everything before the first step; bad input here leaves the workdir as it was."""
     prepare_workdir(workdir)
-    source, model, schedule, tx, state = build(config, mesh, source, cache_dir=workdir)
+    source, model, _, _, state = build(config, mesh, source, cache_dir=workdir)
     if getattr(source, "info", None):
         print(f"source {source.name}: {source.info}", flush=True)
     ckpt = Checkpoints(workdir, keep=config.keep_checkpoints)
@@ -631,7 +631,7 @@ def _set_up(config, workdir, source, allow_changes, mesh):
     if sharding.is_primary():
         with open(os.path.join(workdir, "source.json"), "w") as f:
             json.dump({**record, "image_shape": list(source.image_shape)}, f)
-    return source, model, schedule, tx, state, ckpt, start, restored
+    return source, model, state, ckpt, start, restored
 
 
 def train_and_evaluate(
@@ -667,7 +667,7 @@ def train_and_evaluate(
     mesh = sharding.data_mesh()
     sharding.check_batch(config.batch_size, mesh)
     with removed_on_bad_input(workdir):  # a new workdir is removed again if set-up fails
-        source, model, schedule, tx, state, ckpt, start, restored = _set_up(
+        source, model, state, ckpt, start, restored = _set_up(
             config, workdir, source, allow_changes, mesh
         )
     done_path = os.path.join(workdir, "summary.json")
