@@ -14,6 +14,7 @@ def get_config() -> ml_collections.ConfigDict:
     c.sweep.field = "source.num_classes"
     c.sweep.grid = (16, 100, 1000)
     c.sweep.controls = {}  # the Delta sweep's drift control is this sweep's too
+    c.sweep.paired_with = (16,)  # the protocol's own L, seed by seed
     c.sweep.workdir = "runs/sweep_classes_small"
     # Minutes after which no new point starts (one under way finishes); 0: no limit.
     c.sweep.time_budget_minutes = 0.0

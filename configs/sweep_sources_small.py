@@ -20,6 +20,7 @@ def get_config() -> ml_collections.ConfigDict:
         "dead_leaves",
     )  # fmt: skip
     c.sweep.controls = {}
+    c.sweep.paired_with = ("onepfrac",)  # every source against 1p-frac, seed by seed
     c.sweep.log_x = False
     c.sweep.workdir = "runs/sweep_sources_small"
     # Minutes after which no new point starts (one under way finishes); 0: no limit.

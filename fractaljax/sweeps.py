@@ -589,6 +589,8 @@ def paired_with(cfg) -> tuple:
     for value in values:
         if value not in cfg.sweep.grid:
             raise ConfigError(
-                f"sweep.paired_with={value!r}: not a value of sweep.grid {tuple(cfg.sweep.grid)}"
+                f"sweep.paired_with={value!r}: not a value of sweep.grid "
+                f"{tuple(cfg.sweep.grid)}; add it to the grid (a stored point costs nothing) "
+                "or set --config.sweep.paired_with=()"
             )
     return values

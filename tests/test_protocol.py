@@ -2,6 +2,7 @@
 rates chosen on them, the drift control, accuracy on redrawn classes, controls in sweeps."""
 
 import os
+import pathlib
 
 import jax
 import jax.numpy as jnp
@@ -14,6 +15,8 @@ from configs import finetune_mini, finetune_small, onepfrac, real_image
 from fractaljax import finetune as ft_lib
 from fractaljax import sources, task_eval
 from fractaljax.errors import ConfigError
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(scope="module")
@@ -382,3 +385,18 @@ def test_search_scores_variants_on_validation_against_their_random_init(run, tmp
     res = run(*args, "--only_finished")
     assert res.returncode == 0 and res.stdout.count("2 finished points read back") == 2
     assert "done earlier" not in res.stdout  # one line per variant, not one per point
+
+
+@pytest.mark.parametrize(
+    "name", sorted(p.stem for p in (ROOT / "configs").glob("sweep_*.py")), ids=str
+)
+def test_every_sweep_config_pairs_only_with_its_own_grid(name):
+    """Each configs/sweep_*.py passes the checks run_sweep makes before its first point
+    (the classes and sources sweeps once inherited the Delta sweep's pairing with 0.001)."""
+    import importlib
+
+    from fractaljax import sweeps
+
+    cfg = importlib.import_module(f"configs.{name}").get_config()
+    for value in sweeps.paired_with(cfg):
+        assert value in cfg.sweep.grid
