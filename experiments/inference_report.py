@@ -61,6 +61,9 @@ _BAYES_NOISES = flags.DEFINE_list(
 _DELTAS = flags.DEFINE_list(
     "deltas", ["0.001", "0.01", "0.05", "0.1", "0.2"], "Deltas of the Bayes error and the width."
 )
+_PROFILE = flags.DEFINE_integer(
+    "profile_draws", 8, "Head runs: draws of u whose likelihood profile gives the width."
+)
 _PAPER_CANVAS = flags.DEFINE_bool(
     "paper_canvas", False, "Head runs: the posterior width also on the official 512 px canvas."
 )
@@ -424,6 +427,42 @@ def continuous_checks(truth, draws, num_draws: int) -> dict:
 RESOLVED = 10  # effective samples below which a posterior width is not estimated
 
 
+def profile_row(gen, truths) -> dict:
+    """The likelihood profile's answer to "how wide is the posterior of u?" at each of
+    ``truths [n, P]`` (fractaljax.inference.likelihood_profile; no sampling, so it resolves
+    what IS cannot): the conditional posterior sd of each coordinate over the prior's
+    (median and quartiles over truths and coordinates), the share of coordinates narrower
+    than the first step (``PROFILE_STEPS[0]``: there the ratio is an upper bound), and the
+    pixel noise under which the conditional sd would be half the prior's (median)."""
+    prior_sd = gen.delta / np.sqrt(3)
+    steps = PROFILE_STEPS[PROFILE_STEPS <= 2 * gen.delta]
+    fn = jax.jit(lambda e: inf.summarize(gen.render_eps(e), gen.pool))
+    widths, halves = [], []
+    for u0 in truths:
+        kl = inf.likelihood_profile(fn, u0, steps, gen.var)
+        widths.append(inf.profile_width(kl, steps))
+        # The divergence scales as 1 / noise^2: the noise at which it is 1/2 nat at half
+        # the prior's sd is noise * sqrt(2 KL(prior_sd / 2)).
+        halves.append(gen.noise * np.sqrt(2 * inf.divergence_at(kl, steps, prior_sd / 2)))
+    ratio = np.concatenate(widths) / prior_sd
+    # No interpolation between order statistics: coordinates the profile never resolved
+    # (the likelihood flat over the whole box) are inf, and inf - inf is NaN.
+    q = np.quantile(ratio, [0.25, 0.5, 0.75], method="inverted_cdf")
+    return dict(
+        profile_sd_over_prior=float(q[1]),
+        profile_sd_over_prior_quartiles=[float(q[0]), float(q[2])],
+        profile_below_first_step=float(np.mean(np.concatenate(widths) <= steps[0])),
+        profile_first_step=float(steps[0]),
+        noise_halving_width=float(np.median(np.concatenate(halves))),
+        profile_n=len(truths),
+    )
+
+
+# Steps of the likelihood profile, in units of u: 8 a decade from 1e-6 (float32 resolves
+# about 1.2e-7 near u = 1), cut at 2 Delta for each Delta.
+PROFILE_STEPS = np.logspace(-6, np.log10(0.4), 46).astype(np.float32)
+
+
 def identifiability(pre, key, deltas, num: int = 8) -> list[dict]:
     """Posterior width of u against Delta by IS with the prior as proposal (no network:
     the model's own answer), at the canvas's resolution and at the model's input
@@ -431,7 +470,9 @@ def identifiability(pre, key, deltas, num: int = 8) -> list[dict]:
     is the posterior sd per dimension over the prior's (Delta / sqrt 3): 1 = the image says
     nothing about u. Rows whose mean ESS is under ``RESOLVED`` samples are marked
     ``resolved: False``: there the posterior is narrower than K prior draws can resolve,
-    and the weighted sd of a few draws estimates nothing (in either direction)."""
+    and the weighted sd of a few draws estimates nothing (in either direction). The
+    ``profile_*`` fields (:func:`profile_row`, on the first ``--profile_draws`` draws) resolve
+    it from below: the conditional sd of each coordinate, which needs no samples."""
     canvas = pre.render.image_size
     size = train.input_size(pre)
     rows = []
@@ -456,7 +497,8 @@ def identifiability(pre, key, deltas, num: int = 8) -> list[dict]:
             rows.append(
                 dict(delta=delta, canvas=canvas, resolution=where, pool=pool,
                      sd_over_prior=ratio, ess=ess_mean,
-                     resolved=ess_mean * _K.value >= RESOLVED, k=_K.value, n=num)
+                     resolved=ess_mean * _K.value >= RESOLVED, k=_K.value, n=num,
+                     **profile_row(gen, u[: _PROFILE.value]))
             )  # fmt: skip
             print(f"  Delta {delta} {where}: {rows[-1]}", flush=True)
     return rows
@@ -703,28 +745,37 @@ def head_plots(report: dict, out: str) -> None:
     ax.set_ylabel("empirical (mean over dimensions)")
     ax.legend(fontsize=7)
     ident = report["identifiability"]
+    top = 3.0  # where an unresolved profile (flat likelihood over the whole box) is drawn
     for canvas in sorted({r.get("canvas", 0) for r in ident}):
         for where, marker in (("canvas", "o-"), ("input", "s--")):
             rs = [r for r in ident if r.get("canvas", 0) == canvas and r["resolution"] == where]
+            # The likelihood profile: the conditional sd, median and quartiles over draws
+            # and coordinates (a lower bound on the marginal width), resolved everywhere.
+            prof = [r for r in rs if "profile_sd_over_prior" in r]
+            xs = np.array([r["delta"] for r in prof])
+            med = np.minimum([r["profile_sd_over_prior"] for r in prof], top)
+            lo, hi = (np.minimum([r["profile_sd_over_prior_quartiles"][i] for r in prof], top)
+                      for i in (0, 1))  # fmt: skip
+            line = ax2.errorbar(xs, med, yerr=[med - lo, hi - med], fmt=marker, capsize=2,
+                                label=f"{canvas} px canvas, {where}: profile")[0]  # fmt: skip
+            # IS with K prior draws: the marginal sd where resolved; where not (ESS under
+            # RESOLVED samples), only an upper bound of about K^(-1/P) (a posterior of that
+            # width per dimension holds about one of K draws), drawn as a 'v'.
             ok = [r for r in rs if r["resolved"]]
-            line = ax2.plot([r["delta"] for r in ok], [r["sd_over_prior"] for r in ok], marker,
-                            label=f"{canvas} px canvas, {where} resolution")[0]  # fmt: skip
-            # Unresolved (ESS under RESOLVED samples): narrower than K prior draws can tell,
-            # roughly below K^(-1/P) (a posterior of that width per dimension holds about one
-            # of K draws): drawn there as an upper bound.
+            ax2.plot([r["delta"] for r in ok], [r["sd_over_prior"] for r in ok], "x",
+                     color=line.get_color())  # fmt: skip
             un = [r for r in rs if not r["resolved"]]
-            bound = [r["k"] ** (-1 / 12) for r in un]
-            ax2.plot([r["delta"] for r in un], bound, "v", color=line.get_color(), alpha=0.6)
-    if any(not r["resolved"] for r in ident):
-        ax2.axhline(ident[0]["k"] ** (-1 / 12), color="gray", ls=":", lw=1)
-        ax2.text(ident[0]["delta"], ident[0]["k"] ** (-1 / 12) + 0.03,
-                 "v: unresolved, below ~K^(-1/12)", fontsize=7)  # fmt: skip
+            ax2.plot([r["delta"] for r in un], [r["k"] ** (-1 / 12) for r in un], "v",
+                     color=line.get_color(), alpha=0.6)  # fmt: skip
+    ax2.text(0.02, 0.98, "v: IS upper bound (unresolved); x: IS resolved", fontsize=7,
+             va="top", transform=ax2.transAxes)  # fmt: skip
     ax2.axhline(1.0, color="gray", lw=1)
     ax2.set_xscale("log")
+    ax2.set_yscale("log")
     ax2.set_xlabel("Delta")
     ax2.set_ylabel("posterior sd / prior sd of u")
-    ax2.set_ylim(0, 1.1)
-    ax2.legend(fontsize=7)
+    ax2.set_ylim(1e-6, top * 1.2)
+    ax2.legend(fontsize=6)
     fig.tight_layout()
     fig.savefig(os.path.join(out, "head_coverage_identifiability.png"), dpi=110)
     plt.close(fig)

@@ -170,6 +170,35 @@ def test_importance_sampling_with_a_head_recovers_the_exact_posterior():
             assert p_alone < 1e-6  # over-confident alone: flagged
 
 
+def test_likelihood_profile_gives_the_conditional_posterior_sd_of_a_linear_gaussian():
+    """s(u) = A u with Gaussian noise of variance var: the profile's divergence is
+    h^2 |a_i|^2 / (2 var), and the step where it reaches 1/2 nat is the exact conditional
+    posterior sd sqrt(var) / |a_i|, below the marginal sd of a correlated posterior."""
+    rng = np.random.default_rng(0)
+    a = rng.normal(size=(6, 3)).astype(np.float32)
+    a[:, 1] += a[:, 0]  # correlated coordinates: marginal sd > conditional sd
+    var = 0.04
+    u0 = jnp.asarray(rng.uniform(0.9, 1.1, size=3), jnp.float32)
+    steps = np.logspace(-3, 1, 33)
+    fn = jax.jit(lambda e: e @ jnp.asarray(a).T)
+    kl = inf.likelihood_profile(fn, u0, steps, var, batch_size=64)
+    norms = (a.astype(np.float64) ** 2).sum(0)
+    np.testing.assert_allclose(kl, steps[:, None] ** 2 * norms / (2 * var), rtol=2e-3)
+    width = inf.profile_width(kl, steps)
+    conditional = np.sqrt(var / norms)
+    np.testing.assert_allclose(width, conditional, rtol=2e-3)
+    marginal = np.sqrt(var * np.diag(np.linalg.inv(a.T.astype(np.float64) @ a)))
+    assert np.all(width < marginal)
+    np.testing.assert_allclose(
+        inf.divergence_at(kl, steps, 0.05), 0.05**2 * norms / (2 * var), rtol=2e-3
+    )
+    # Nowhere reached within the steps: inf; reached at the first step: at most that step.
+    assert np.all(np.isinf(inf.profile_width(kl[:2], steps[:2])))
+    assert np.all(inf.profile_width(kl[-2:], steps[-2:]) == steps[-2])
+    with pytest.raises(ValueError, match="outside the profile's steps"):
+        inf.divergence_at(kl, steps, 100.0)
+
+
 # --- the head in the train step -----------------------------------------------------------------
 
 
@@ -301,7 +330,7 @@ def test_inference_report_of_a_continuous_head_run(run, head_run, tmp_path):
     res = run(
         "experiments.inference_report", f"--pretrained={head_run}",
         f"--out={tmp_path / 'out'}", "--sims=20", "--is_sims=2", "--num_samples=32",
-        "--sbc_draws=19", "--deltas=0.1,0.001",
+        "--sbc_draws=19", "--deltas=0.1,0.001", "--profile_draws=2",
     )  # fmt: skip
     assert res.returncode == 0, res.stderr[-3000:]
     report = json.loads((tmp_path / "out" / "report.json").read_text())
@@ -324,6 +353,12 @@ def test_inference_report_of_a_continuous_head_run(run, head_run, tmp_path):
     ]  # fmt: skip
     # At Delta 0.001 the image says little about u: the posterior is nearly the prior.
     assert all(r["sd_over_prior"] > 0.5 for r in rows if r["delta"] == 0.001)
+    # The profile resolves what IS cannot: positive widths, relatively 100x narrower
+    # at Delta 0.1 than at 0.001 (the same likelihood, a 100x wider prior), roughly.
+    prof = {(r["delta"], r["resolution"]): r["profile_sd_over_prior"] for r in rows}
+    assert all(v > 0 for v in prof.values())
+    assert prof[(0.1, "canvas")] < 0.2 * prof[(0.001, "canvas")]
+    assert all(r["profile_n"] == 2 and r["noise_halving_width"] >= 0 for r in rows)
     names = [r["set"] for r in report["mismatch"]]
     assert names[0] == "generated (fresh u)" and "fashion_mnist" in names
     for fig in ("head_sbc.png", "head_coverage_identifiability.png"):
