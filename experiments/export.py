@@ -24,7 +24,7 @@ import os
 import numpy as np
 from absl import flags
 
-from fractaljax import cli, interop, train
+from fractaljax import cli, interop, run_dir
 from fractaljax.errors import ConfigError
 
 _PRETRAINED = flags.DEFINE_string("pretrained", None, "A pre-training (or fine-tuning) --workdir.")
@@ -36,7 +36,7 @@ def main(argv) -> None:
     del argv
     if not _PRETRAINED.value or not _OUT.value:
         raise ConfigError("--pretrained and --out are required (see --help)")
-    config, _, params = train.load_pretrained(_PRETRAINED.value)
+    config, _, params = run_dir.load(_PRETRAINED.value)
     params = interop.unflatten(interop.flatten(params))  # plain NumPy tree
     os.makedirs(os.path.dirname(os.path.abspath(_OUT.value)), exist_ok=True)
     if _FORMAT.value == "timm":

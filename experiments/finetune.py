@@ -19,7 +19,7 @@ import os
 
 from absl import flags
 
-from fractaljax import cli, train
+from fractaljax import cli, run_dir, train
 from fractaljax import finetune as ft_lib
 
 _CONFIG = cli.define_config("finetune_mini", "Fine-tuning config file.")
@@ -31,7 +31,7 @@ _RANDOM = flags.DEFINE_bool("random_init", False, "Start from a random init, not
 def main(argv) -> None:
     del argv
     cfg = _CONFIG.value
-    pre, _, params = train.load_pretrained(_PRETRAINED.value)
+    pre, _, params = run_dir.load(_PRETRAINED.value)
     init_params = None if _RANDOM.value else params
     grid = ft_lib.lr_grid(cfg)
     if len(grid) > 1:  # one run per learning rate, the best on validation kept

@@ -21,7 +21,7 @@ import ml_collections
 import numpy as np
 from absl import flags
 
-from fractaljax import cli, interop, sharding, train
+from fractaljax import cli, interop, run_dir, sharding, train
 from fractaljax.checkpoint import Checkpoints
 from fractaljax.errors import CheckpointError, ConfigError
 
@@ -59,7 +59,7 @@ def main(argv) -> None:
     params = interop.from_timm(sd, like, f"--weights={_WEIGHTS.value}")
     state = state.replace(params=params)
     os.makedirs(_WORKDIR.value, exist_ok=True)  # the file fits: now write
-    train.record_config(_WORKDIR.value, config)
+    run_dir.record_config(_WORKDIR.value, config)
     with open(os.path.join(_WORKDIR.value, "source.json"), "w") as f:
         json.dump({"name": "timm", "num_classes": num_classes, "image_shape": list(shape)}, f)
     ckpt = Checkpoints(_WORKDIR.value)

@@ -34,7 +34,7 @@ import jax.numpy as jnp
 import numpy as np
 from absl import flags
 
-from fractaljax import cli, sources, train
+from fractaljax import cli, run_dir, sources, train
 from fractaljax import inference as inf
 from fractaljax.errors import ConfigError, DataError
 
@@ -82,7 +82,7 @@ def _source_name(workdir: str) -> str | None:
         with open(os.path.join(workdir, "config.json")) as f:
             return json.load(f)["source"]["name"]
     except (OSError, ValueError, KeyError):
-        return None  # load_pretrained says what is wrong with the directory
+        return None  # run_dir.load says what is wrong with the directory
 
 
 def main(argv) -> None:
@@ -94,7 +94,7 @@ def main(argv) -> None:
             f"--pretrained={_PRETRAINED.value}: a {name} pre-training; inference "
             "needs a 1p-frac run (its classes are perturbations of one fractal)"
         )
-    pre, model, params = train.load_pretrained(_PRETRAINED.value)
+    pre, model, params = run_dir.load(_PRETRAINED.value)
     src = sources.make(pre)
     gen = inf.generator(src, _NOISE.value, _POOL.value)
     size, ch = src.spec.image_size, src.spec.channels

@@ -35,7 +35,7 @@ import numpy as np
 from absl import flags
 
 from configs import fractaldb, onepfrac, real_image
-from fractaljax import cli, downstream, sources, train
+from fractaljax import cli, downstream, run_dir, sources, train
 from fractaljax import inference as inf
 from fractaljax import render as render_lib
 from fractaljax.errors import ConfigError
@@ -577,7 +577,7 @@ def main(argv) -> None:
         raise ConfigError(f"--sweep_csv={_SWEEP_CSV.value}: no such file")
     if _IS_SIMS.value > _SIMS.value:
         raise ConfigError(f"--is_sims={_IS_SIMS.value}: at most --sims={_SIMS.value}")
-    pre, model, params = train.load_pretrained(_PRETRAINED.value)
+    pre, model, params = run_dir.load(_PRETRAINED.value)
     if train.head(pre) == "mdn":
         os.makedirs(_OUT.value, exist_ok=True)
         t0 = time.time()

@@ -16,7 +16,7 @@ import os
 
 from absl import flags
 
-from fractaljax import cli, probe, train
+from fractaljax import cli, probe, run_dir, train
 from fractaljax import finetune as ft_lib
 
 _CONFIG = cli.define_config("finetune_mini", "Downstream config file.")
@@ -28,7 +28,7 @@ _RANDOM = flags.DEFINE_bool("random_baseline", True, "Also probe a random init o
 def main(argv) -> None:
     del argv
     cfg = _CONFIG.value
-    pre, model, params = train.load_pretrained(_PRETRAINED.value)
+    pre, model, params = run_dir.load(_PRETRAINED.value)
     data = ft_lib.load_downstream(
         cfg, train.input_size(pre), pre.render.channels, cfg.probe_train_limit
     )

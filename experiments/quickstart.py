@@ -28,7 +28,7 @@ import time
 from absl import flags
 
 from configs import finetune_small, search_small
-from fractaljax import cli, downstream, errors, train
+from fractaljax import cli, downstream, errors, run_dir, train
 from fractaljax import finetune as ft_lib
 
 _CONFIG = cli.define_config("onepfrac:quick", "Pre-training config file.")
@@ -97,7 +97,7 @@ def main(argv) -> None:
     t0 = time.perf_counter()
     config, workdir = _CONFIG.value, _WORKDIR.value
     summary = train.train_and_evaluate(config, os.path.join(workdir, "pretrain"))
-    pre, model, params = train.load_pretrained(os.path.join(workdir, "pretrain"))
+    pre, model, params = run_dir.load(os.path.join(workdir, "pretrain"))
 
     ft = finetune_small.get_config()
     ft.optim.lr_grid = ()  # one value: the one the search's validation chose every time

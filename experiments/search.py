@@ -27,7 +27,7 @@ import time
 import ml_collections
 from absl import flags
 
-from fractaljax import cli, config_utils, stats, sweeps, train
+from fractaljax import cli, config_utils, run_dir, stats, sweeps, train
 from fractaljax.errors import ConfigError, UserError
 from fractaljax.metrics import format_duration
 
@@ -110,7 +110,7 @@ def main(argv) -> None:
     workdir = _WORKDIR.value or cfg.search.workdir
     names = variants_run(cfg)
     t0 = time.perf_counter()
-    train.prepare_workdir(workdir, cfg)
+    run_dir.prepare(workdir, cfg)
     compute = not _FINISHED.value
     all_rows, summaries, data, data_key = [], [], None, None
     metrics = sweeps.headline(cfg)

@@ -35,7 +35,7 @@ import time
 
 from absl import flags
 
-from fractaljax import cli, sweeps, train
+from fractaljax import cli, run_dir, sweeps
 from fractaljax.errors import UserError
 from fractaljax.metrics import format_duration
 
@@ -59,7 +59,7 @@ def main(argv) -> None:
     workdir = _WORKDIR.value or cfg.sweep.workdir
     sweeps.check_points(cfg)
     t0 = time.perf_counter()
-    train.prepare_workdir(workdir, cfg)
+    run_dir.prepare(workdir, cfg)
     rows = sweeps.run_sweep(cfg, workdir, compute=not _FINISHED.value, update_store=_UPDATE.value)
     if not rows:
         raise UserError(

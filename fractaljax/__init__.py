@@ -27,11 +27,35 @@ from fractaljax.ifs import IFS, perturb, sample_sigma_factor
 from fractaljax.inference import posterior
 from fractaljax.interop import load_timm, save_timm
 from fractaljax.losses import lpce
+from fractaljax.models import make_model
 from fractaljax.probe import extract_features
 from fractaljax.render import RenderSpec
 from fractaljax.render import render as render_images  # not `render`: that is the module
 from fractaljax.sources import make as make_source
-from fractaljax.train import load_pretrained, make_model, train_and_evaluate
+
+# Loaded on first use: the training loop and the run directory bring orbax and
+# TensorBoard's writer, which rendering, models and inference do not need.
+_LAZY = {
+    "load_pretrained": ("fractaljax.run_dir", "load"),
+    "train_and_evaluate": ("fractaljax.train", "train_and_evaluate"),
+}
+
+
+def __getattr__(name: str):
+    import importlib
+    import importlib.util
+
+    if name in _LAZY:
+        module, attr = _LAZY[name]
+        return getattr(importlib.import_module(module), attr)
+    if importlib.util.find_spec(f"fractaljax.{name}") is not None:  # fj.train, fj.sweeps, ...
+        return importlib.import_module(f"fractaljax.{name}")
+    raise AttributeError(f"module 'fractaljax' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
+
 
 __version__ = "0.1.0"
 

@@ -97,6 +97,38 @@ class Checkpoints:
                 "resume from the one before, or use a new --workdir"
             ) from None
 
+    def restore_params(self, step: int, like):
+        """Only the parameters of ``step``, into the structure, shapes and shardings of
+        ``like`` (arrays or ``jax.ShapeDtypeStruct``s): the optimiser state stays on disk.
+        Errors as :meth:`restore`."""
+        try:
+            self._check_params(step, like)
+            abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, {"params": like})
+            args = jax.tree.map(lambda a: ocp.ArrayRestoreArgs(sharding=a.sharding), abstract)
+            # A reader of its own: the manager's standard handler restores whole trees only.
+            reader = ocp.CheckpointManager(
+                self.directory, item_handlers=ocp.PyTreeCheckpointHandler()
+            )
+            try:
+                tree = reader.restore(
+                    step,
+                    args=ocp.args.PyTreeRestore(
+                        item=abstract, restore_args=args, partial_restore=True
+                    ),
+                )
+            except Exception as e:  # orbax raises several types for broken files
+                reason = " ".join(str(e).split()).split(". ")[0][:200]
+                raise _Unreadable(f"{type(e).__name__}: {reason}") from None
+            finally:
+                reader.close()
+            return tree["params"]
+        except _Unreadable as e:
+            self.close()
+            raise CheckpointError(
+                f"checkpoint {self.directory}/{step} is unreadable ({e}); move it away, "
+                "or train the run again"
+            ) from None
+
     def _restore(self, step: int, like):
         abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, like)
         try:

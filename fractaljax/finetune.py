@@ -17,7 +17,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from fractaljax import downstream, probe, train
+from fractaljax import downstream, probe, run_dir, train
 from fractaljax.augment import normalize
 from fractaljax.errors import ConfigError
 
@@ -130,7 +130,7 @@ def finetune(
     summary = train.train_and_evaluate(
         cfg, workdir, source=src, init_params=init_params, eval_source=val
     )
-    _, model, params = train.load_pretrained(workdir)
+    _, model, params = run_dir.load(workdir)
     summary["test_accuracy"] = float((predict(model, params, data.x_test) == data.y_test).mean())
     if data.has_val:
         summary["val_accuracy"] = float((predict(model, params, data.x_val) == data.y_val).mean())

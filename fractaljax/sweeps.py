@@ -25,7 +25,7 @@ import time
 import ml_collections
 import numpy as np
 
-from fractaljax import config_utils, files, sources, stats, task_eval, train
+from fractaljax import config_utils, files, run_dir, sources, stats, task_eval, train
 from fractaljax import finetune as ft_lib
 from fractaljax.errors import ConfigError
 from fractaljax.metrics import format_duration, read_jsonl
@@ -115,7 +115,7 @@ def point_identity(pre, ft, few_labels: int, seed: int, random_init: bool) -> di
     A random init depends on the model, its input and the seed only, not on the source: its
     features come from the init key, per parameter path, and fine-tuning draws a new head.
     """
-    pre = _without_defaults(pre)
+    pre = run_dir.identity_config(pre)
     if random_init:
         what = {
             "random_init": {
@@ -128,23 +128,6 @@ def point_identity(pre, ft, few_labels: int, seed: int, random_init: bool) -> di
     else:
         what = {"pretrain": pre.to_dict()}
     return {"version": POINT_VERSION, **what, "finetune": ft.to_dict(), "few_labels": few_labels}
-
-
-def _without_defaults(pre: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
-    pre = ml_collections.ConfigDict(pre.to_dict())
-    for path, value in train.LATER_DEFAULTS.items():
-        block, field = path.split(".")
-        if block in pre and pre[block].get(field, value) == value and field in pre[block]:
-            del pre[block][field]
-    inert = train.MDN_FIELDS if pre.model.get("head", "classes") == "classes" else ()
-    for path in (*train.NEUTRAL_FIELDS, *inert):
-        *blocks, field = path.split(".")
-        parent = pre
-        for b in blocks:
-            parent = parent.get(b) if parent is not None else None
-        if parent is not None and field in parent:
-            del parent[field]
-    return pre
 
 
 def point_key(identity: dict) -> str:
@@ -256,7 +239,7 @@ def run_point(
         pre_dir = pretrain_dir(root, identity)
         here["pretrain_dir"] = pre_dir
         s = train.train_and_evaluate(pre, pre_dir)
-        pre, model, params = train.load_pretrained(pre_dir)
+        pre, model, params = run_dir.load(pre_dir)
         source = sources.make(pre, pre_dir)  # its cache, if any
         task = task_eval.task_accuracies(model, params, source, pre)
         row = {

@@ -20,7 +20,6 @@ automatically), metrics (stdout progress with ETA, metrics.jsonl, TensorBoard), 
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import signal
 import threading
@@ -36,10 +35,9 @@ import optax
 from flax.training import train_state
 from jax.experimental import multihost_utils
 
-from fractaljax import augment, config_utils, files, keys, mdn, sharding, sources
+from fractaljax import augment, config_utils, keys, mdn, run_dir, sharding, sources
 from fractaljax.checkpoint import Checkpoints
 from fractaljax.errors import (
-    CheckpointError,
     ConfigError,
     Preempted,
     TrainingDiverged,
@@ -48,67 +46,7 @@ from fractaljax.errors import (
 )
 from fractaljax.losses import lpce
 from fractaljax.metrics import MetricWriter, format_duration
-from fractaljax.models import vit
-
-DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
-
-
-def input_size(config: ml_collections.ConfigDict, source=None) -> int:
-    """The model's input side in pixels: ``config.input_size``, or else the side of the
-    source's images (``source.image_shape``, or ``config.render.image_size`` without a
-    source), which are then used as they are."""
-    if config.get("input_size"):
-        return int(config.input_size)
-    return int(source.image_shape[0] if source is not None else config.render.image_size)
-
-
-# What the model's head predicts: 'classes', the L perturbation classes (LPCE, the paper);
-# 'mdn', a mixture density over the continuous multipliers u of 1p-frac's base fractal
-# (maximum likelihood on fresh draws: the amortized proposal of fractaljax.inference).
-HEADS = ("classes", "mdn")
-
-
-def head(config: ml_collections.ConfigDict) -> str:
-    """``config.model.head`` ('classes' for configs older than the field)."""
-    return config.model.get("head", "classes")
-
-
-def num_outputs(config: ml_collections.ConfigDict, num_classes: int) -> int:
-    """The head's width: ``num_classes``, or the mixture density's over the ``6N``
-    multipliers with ``model.head='mdn'``."""
-    if head(config) == "mdn":
-        return mdn.num_outputs(config.model.mdn_components, 6 * config.source.n_maps)
-    return num_classes
-
-
-def make_model(config: ml_collections.ConfigDict, num_classes: int) -> vit.ViT:
-    """The ViT of ``config.model`` with ``num_classes`` outputs (see :func:`num_outputs`)."""
-    m = config.model
-    if m.dtype not in DTYPES:
-        raise ConfigError(f"model.dtype={m.dtype!r}: must be one of {sorted(DTYPES)}")
-    if not 0.0 <= m.drop_path < 1.0:
-        raise ConfigError(f"model.drop_path={m.drop_path}: must be in [0, 1)")
-    if head(config) not in HEADS:
-        raise ConfigError(f"model.head={head(config)!r}: must be one of {HEADS}")
-    if head(config) == "mdn":
-        if m.mdn_components < 1:
-            raise ConfigError(f"model.mdn_components={m.mdn_components}: must be >= 1")
-        if m.get("mdn_noise", 0.0) < 0:
-            raise ConfigError(f"model.mdn_noise={m.mdn_noise}: must be >= 0")
-        if not 0.0 < m.mdn_prior_share < 1.0:
-            raise ConfigError(
-                f"model.mdn_prior_share={m.mdn_prior_share}: must be in (0, 1) (the prior's "
-                "share keeps importance weights bounded)"
-            )
-    return vit.make(
-        m.variant,
-        num_classes,
-        input_size(config),
-        pool=m.pool,
-        drop_path=m.drop_path,
-        init=m.get("init", "big_vision"),
-        dtype=DTYPES[m.dtype],
-    )
+from fractaljax.models import DTYPES, HEADS, head, input_size, make_model, num_outputs  # noqa: F401
 
 
 def learning_rate(config: ml_collections.ConfigDict) -> optax.Schedule:
@@ -208,131 +146,6 @@ def validate(config: ml_collections.ConfigDict) -> None:
         raise ConfigError(f"fsdp_min_size={config.fsdp_min_size}: must be >= 0")
     make_model(config, 1)  # the model block's own checks
     decay_mask({}, config.optim.get("decay_rule", "official"))
-
-
-def prepare_workdir(workdir: str, config: ml_collections.ConfigDict | None = None) -> None:
-    """Create the workdir (or check it is writable); record the config there if given."""
-    try:
-        os.makedirs(workdir, exist_ok=True)
-        probe = os.path.join(workdir, f".write_test.{jax.process_index()}")
-        with open(probe, "w") as f:
-            f.write("ok")
-        os.remove(probe)
-    except OSError as e:
-        raise UserError(
-            f"--workdir={workdir}: not writable ({e.strerror}); pick a directory you can write"
-        ) from None
-    if config is not None:
-        record_config(workdir, config)
-
-
-def record_config(workdir: str, config: ml_collections.ConfigDict) -> None:
-    """Write ``WORKDIR/config.json``; a resumed run keeps the config it started with."""
-    path = os.path.join(workdir, "config.json")
-    if not os.path.exists(path):
-        _write_config(path, config)
-
-
-def _write_config(path: str, config: ml_collections.ConfigDict) -> None:
-    if not sharding.is_primary():  # one writer in a multi-process run
-        return
-    files.write_atomic(path, config.to_json_best_effort(indent=2))
-
-
-# Fields that change how, not what, is computed: the rasterisers draw identical images, and
-# sharding the parameters changes only the order of float sums. A resume may change them,
-# and a sweep point's identity leaves them out.
-NEUTRAL_FIELDS = ("render.rasterizer", "param_sharding", "fsdp_min_size")
-
-# Fields that leave a run's trajectory as it is: they may change when a run resumes (the
-# change is recorded). total_steps is one by request: extending a run is common, and the
-# cosine schedule then follows the new length from the resumed step on.
-RESUME_SAFE_FIELDS = (
-    "log_every",
-    "checkpoint_every",
-    "keep_checkpoints",
-    "eval_batch_size",
-    "total_steps",
-    *NEUTRAL_FIELDS,  # also when a run from before these fields resumes
-)
-
-
-# Fields added after runs and sweep points were stored, at the value that reproduces them:
-# a config.json without one means this value (a resume sees no change; a stored point's
-# identity leaves the field out at this value, so its key stays).
-LATER_DEFAULTS = {
-    "model.init": "big_vision",
-    "source.labels": "true",
-    "model.head": "classes",
-    "model.mdn_components": 8,
-    "model.mdn_prior_share": 0.05,
-    "model.mdn_noise": 0.0,
-    "source.latent_walk": "fixed",
-}
-# Fields read only by the 'mdn' head: inert on a 'classes' run, so neither a resume nor a
-# sweep point's identity sees them there.
-MDN_FIELDS = (
-    "model.mdn_components",
-    "model.mdn_prior_share",
-    "model.mdn_noise",
-    "source.latent_walk",
-)
-
-
-def _flat(d: dict, prefix: str = "") -> dict[str, Any]:
-    out = {}
-    for k, v in d.items():
-        if isinstance(v, dict):
-            out.update(_flat(v, f"{prefix}{k}."))
-        else:
-            out[f"{prefix}{k}"] = v
-    return out
-
-
-def config_changes(old: dict, new: ml_collections.ConfigDict) -> dict[str, tuple[Any, Any]]:
-    """``{dotted field: (old, new)}`` for every field where ``new`` differs from ``old``
-    (a ``config.json``); JSON round trip first, so tuples and lists compare equal."""
-    a, b = _flat(old), _flat(json.loads(new.to_json_best_effort()))
-    a = {**{k: v for k, v in LATER_DEFAULTS.items() if k in b}, **a}
-    if a.get("model.head", "classes") == b.get("model.head", "classes") == "classes":
-        a, b = ({k: v for k, v in d.items() if k not in MDN_FIELDS} for d in (a, b))
-    return {k: (a.get(k), b.get(k)) for k in sorted(a.keys() | b.keys()) if a.get(k) != b.get(k)}
-
-
-def check_resume(
-    workdir: str, config: ml_collections.ConfigDict, step: int, allow_changes: bool
-) -> None:
-    """Compare the config of a run resumed at ``step`` with its ``config.json``.
-
-    A change to a field that moves the trajectory (source, render, model, batch, optimiser,
-    seed, ...) stops the run with :class:`ConfigError`, unless ``allow_changes``; fields of
-    :data:`RESUME_SAFE_FIELDS` may change. Any change that goes ahead is appended to
-    ``WORKDIR/config_changes.jsonl`` with the step, and ``config.json`` becomes the new
-    config (it always describes the checkpoints that follow).
-    """
-    path = os.path.join(workdir, "config.json")
-    if not os.path.exists(path):
-        return
-    with open(path) as f:
-        changes = config_changes(json.load(f), config)
-    if not changes:
-        return
-    unsafe = [k for k in changes if k not in RESUME_SAFE_FIELDS]
-    if unsafe and not allow_changes:
-        shown = ", ".join(f"{k} ({changes[k][0]!r} -> {changes[k][1]!r})" for k in unsafe[:4])
-        more = f" and {len(unsafe) - 4} more" if len(unsafe) > 4 else ""
-        raise ConfigError(
-            f"--workdir={workdir} holds a run at step {step} whose config differs in "
-            f"{shown}{more}; use a new --workdir, or pass --allow_config_change to continue "
-            "with the change (recorded in config_changes.jsonl)"
-        )
-    if not sharding.is_primary():
-        return
-    record = {"step": step, "time": time.time(), "changes": changes, "allowed": bool(unsafe)}
-    with open(os.path.join(workdir, "config_changes.jsonl"), "a") as f:
-        f.write(json.dumps(record, default=str) + "\n")
-    _write_config(path, config)
-    print(f"resuming at step {step} with changed {', '.join(changes)} (recorded)", flush=True)
 
 
 class _StopRequest:
@@ -524,46 +337,6 @@ def _checkpointable(state: train_state.TrainState) -> dict[str, Any]:
     return {"step": state.step, "params": state.params, "opt_state": state.opt_state}
 
 
-def read_source_record(workdir: str, config: ml_collections.ConfigDict) -> dict:
-    """What a run trained on (``WORKDIR/source.json``: name, num_classes, image_shape), as
-    its source reported it; runs older than that record fall back to their config."""
-    path = os.path.join(workdir, "source.json")
-    if os.path.exists(path):
-        with open(path) as f:
-            return json.load(f)
-    r = config.render
-    shape = (r.image_size, r.image_size, r.channels)
-    return {
-        "name": config.source.name,
-        "num_classes": config.source.num_classes,
-        "image_shape": shape,
-    }
-
-
-def load_pretrained(workdir: str):
-    """``(config, model, params)`` of the latest checkpoint of a pre-training run."""
-    path = os.path.join(workdir, "config.json")
-    if not os.path.exists(path):
-        raise CheckpointError(
-            f"--pretrained={workdir}: no config.json there; pass the --workdir of "
-            "a pre-training run (python -m experiments.pretrain)"
-        )
-    with open(path) as f:
-        config = ml_collections.ConfigDict(json.load(f))
-    ckpt = Checkpoints(workdir)
-    step = ckpt.latest_step()
-    if step is None:
-        ckpt.close()
-        raise CheckpointError(f"--pretrained={workdir}: no checkpoint there yet; train it first")
-    data = read_source_record(workdir, config)
-    model = make_model(config, num_outputs(config, data["num_classes"]))
-    tx = make_optimizer(config, runtime_lr)
-    state = init_state(config, model, tx, sharding.data_mesh(), data["image_shape"])
-    params = ckpt.restore(step, _checkpointable(state))["params"]
-    ckpt.close()
-    return config, model, params
-
-
 def transfer_params(init: dict, pretrained: dict) -> dict:
     """``init`` with every top-level module but the head taken from ``pretrained``."""
     return {
@@ -614,7 +387,7 @@ def build(config, mesh, source=None, cache_dir: str | None = None):
 
 def _set_up(config, workdir, source, allow_changes, mesh):
     """Everything before the first step; bad input here leaves the workdir as it was."""
-    prepare_workdir(workdir)
+    run_dir.prepare(workdir)
     source, model, _, _, state = build(config, mesh, source, cache_dir=workdir)
     if getattr(source, "info", None):
         print(f"source {source.name}: {source.info}", flush=True)
@@ -622,15 +395,11 @@ def _set_up(config, workdir, source, allow_changes, mesh):
     try:
         start, restored = ckpt.restore_latest(_checkpointable(state))
         if start:
-            check_resume(workdir, config, start, allow_changes)
+            run_dir.check_resume(workdir, config, start, allow_changes)
     except UserError:
         ckpt.close()
         raise
-    # The run's record of its data, from the source itself (load_pretrained reads it).
-    record = {"name": source.name, "num_classes": source.num_classes}
-    if sharding.is_primary():
-        with open(os.path.join(workdir, "source.json"), "w") as f:
-            json.dump({**record, "image_shape": list(source.image_shape)}, f)
+    run_dir.write_source_record(workdir, source)  # what run_dir.load reads
     return source, model, state, ckpt, start, restored
 
 
@@ -670,17 +439,16 @@ def train_and_evaluate(
         source, model, state, ckpt, start, restored = _set_up(
             config, workdir, source, allow_changes, mesh
         )
-    done_path = os.path.join(workdir, "summary.json")
-    if start >= config.total_steps and stop_at is None and os.path.exists(done_path):
+    finished = run_dir.read_summary(workdir) if start >= config.total_steps else None
+    if finished is not None and stop_at is None:
         ckpt.close()  # a finished run: its summary, not an empty one
-        with open(done_path) as f:
-            print(f"{workdir}: finished earlier at step {start}", flush=True)
-            return json.load(f)
+        print(f"{workdir}: finished earlier at step {start}", flush=True)
+        return finished
     if start:
         state = state.replace(**restored)
         print(f"resumed from {ckpt.directory}/{start}", flush=True)
     else:  # a new run (or one killed before its first checkpoint): this config is its record
-        _write_config(os.path.join(workdir, "config.json"), config)
+        run_dir.write_config(os.path.join(workdir, "config.json"), config)
     if start == 0 and init_params is not None:
         state = state.replace(params=transfer_params(state.params, init_params))
     n_params = sum(p.size for p in jax.tree.leaves(state.params))
@@ -769,7 +537,5 @@ def train_and_evaluate(
         writer.close()
         ckpt.close()
     summary["seconds"] = time.perf_counter() - t_start
-    if sharding.is_primary():
-        with open(os.path.join(workdir, "summary.json"), "w") as f:
-            json.dump(summary, f, indent=2)
+    run_dir.write_summary(workdir, summary)
     return summary

@@ -13,7 +13,7 @@ import pytest
 from scipy import stats
 
 from configs import amortized
-from fractaljax import downstream, mdn, sources, train
+from fractaljax import downstream, mdn, run_dir, sources, train
 from fractaljax import inference as inf
 from fractaljax.errors import ConfigError
 
@@ -275,7 +275,7 @@ def test_head_trains_in_the_step_starting_from_the_known_loss(run, tmp_path):
     want = -np.log((1 - SHARE) * q_u + SHARE / (2 * src.delta) ** 12).mean()
     assert summary["first_loss"] == pytest.approx(want, rel=1e-4)
     assert summary["eval_error_over_delta"] == pytest.approx(0.5, abs=0.1)  # knows nothing
-    pre, model, params = train.load_pretrained(str(tmp_path / "run"))
+    pre, model, params = run_dir.load(str(tmp_path / "run"))
     assert train.head(pre) == "mdn"
     assert params["head"]["kernel"].shape[-1] == mdn.num_outputs(8, 12)
     with open(tmp_path / "run" / "config.json") as f:
@@ -393,9 +393,9 @@ def test_head_fields_are_inert_on_a_classes_run():
     ft = finetune_small.get_config()
     key = lambda c: sweeps.point_key(sweeps.point_identity(c, ft, 0, 0, False))  # noqa: E731
     assert key(a) == key(b)
-    assert train.config_changes(json.loads(a.to_json_best_effort()), b) == {}
+    assert run_dir.config_changes(json.loads(a.to_json_best_effort()), b) == {}
     a.model.head = b.model.head = "mdn"
     assert key(a) != key(b)
-    assert set(train.config_changes(json.loads(a.to_json_best_effort()), b)) == {
+    assert set(run_dir.config_changes(json.loads(a.to_json_best_effort()), b)) == {
         "model.mdn_prior_share", "source.latent_walk"
     }  # fmt: skip

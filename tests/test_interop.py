@@ -3,13 +3,15 @@
 
 import json
 import os
+import subprocess
+import sys
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from fractaljax import interop
+from fractaljax import interop, run_dir
 from fractaljax.errors import CheckpointError
 from fractaljax.models import vit
 
@@ -170,9 +172,8 @@ def test_export_cli_of_a_trained_run_loads_in_timm(run, tmp_path, tiny_run):
     assert res.returncode == 0, res.stderr[-2000:]
     meta = json.loads(out.with_suffix(".json").read_text())
     assert meta["num_classes"] == 10 and meta["mean"] == [0.5] * 3
-    from fractaljax import train
 
-    config, model, params = train.load_pretrained(str(tiny_run))
+    config, model, params = run_dir.load(str(tiny_run))
     x = np.random.default_rng(1).uniform(-1, 1, (3, 16, 16, 3)).astype(np.float32)
     import safetensors.torch
 
@@ -189,7 +190,6 @@ def test_export_cli_of_a_trained_run_loads_in_timm(run, tmp_path, tiny_run):
 def test_export_then_import_gives_back_the_run(run, tmp_path, tiny_run):
     """experiments.export -> experiments.import_timm: the imported run's parameters are the
     original ones, bit for bit; a file of another architecture is one line, exit 2."""
-    from fractaljax import train
 
     out = tmp_path / "m.safetensors"
     res = run("experiments.export", f"--pretrained={tiny_run}", f"--out={out}")
@@ -203,8 +203,8 @@ def test_export_then_import_gives_back_the_run(run, tmp_path, tiny_run):
         "experiments.import_timm", f"--weights={out}", f"--workdir={tmp_path / 'imp'}", *model_flags
     )
     assert res.returncode == 0, res.stderr[-2000:]
-    _, _, a = train.load_pretrained(str(tiny_run))
-    _, _, b = train.load_pretrained(str(tmp_path / "imp"))
+    _, _, a = run_dir.load(str(tiny_run))
+    _, _, b = run_dir.load(str(tmp_path / "imp"))
     for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
         np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
     bad = [*model_flags[:2], "--config.model.variant=mu/8", "--config.render.image_size=16"]
@@ -270,3 +270,17 @@ def test_public_api_example_runs(tmp_path):
 
     for name in ("render", "sources", "ifs", "inference", "interop", "train"):  # still modules
         assert isinstance(getattr(fj, name), types.ModuleType), name
+
+
+def test_import_fractaljax_stays_light():
+    """``import fractaljax`` loads neither orbax nor TensorBoard's writer (the training
+    loop and the run directory load them on first use), and the lazy names still work."""
+    code = (
+        "import sys, fractaljax as fj\n"
+        "heavy = sorted(m for m in ('orbax', 'tensorboardX') if m in sys.modules)\n"
+        "assert not heavy, heavy\n"
+        "assert callable(fj.train_and_evaluate) and callable(fj.load_pretrained)\n"
+        "assert 'orbax' in sys.modules and fj.train.__name__ == 'fractaljax.train'\n"
+    )
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr[-2000:]

@@ -11,7 +11,7 @@ from scipy import stats
 from test_train import tiny_config
 
 from configs import finetune_mini
-from fractaljax import augment, finetune, real_image, render, train
+from fractaljax import augment, finetune, real_image, render, run_dir, train
 from fractaljax.finetune import Splits
 from fractaljax.ifs import IFS
 from fractaljax.models import vit
@@ -27,13 +27,13 @@ def _digits_like(n=64, size=16, seed=0):
 def test_finetuning_starts_from_the_pretrained_weights(tmp_path):
     pre_dir = tmp_path / "pre"
     train.train_and_evaluate(tiny_config(total_steps=5), str(pre_dir))
-    pre, _, pretrained = train.load_pretrained(str(pre_dir))
+    pre, _, pretrained = run_dir.load(str(pre_dir))
     ft = finetune_mini.get_config()
     ft.total_steps, ft.checkpoint_every, ft.log_every, ft.batch_size = 1, 1, 1, 8
     ft.eval_batch_size, ft.downstream.num_labels = 8, 32
     # One step at the warm-up's first learning rate, 0: the saved weights are the start.
     finetune.finetune(ft, pre, pretrained, str(tmp_path / "ft"), data=_digits_like())
-    _, _, tuned = train.load_pretrained(str(tmp_path / "ft"))
+    _, _, tuned = run_dir.load(str(tmp_path / "ft"))
     assert tuned["head"]["kernel"].shape[-1] == 10  # the downstream classes
     assert pretrained["head"]["kernel"].shape[-1] == pre.source.num_classes
     for name in pretrained:
