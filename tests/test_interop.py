@@ -284,3 +284,27 @@ def test_import_fractaljax_stays_light():
     )
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert res.returncode == 0, res.stderr[-2000:]
+
+
+def test_load_reads_the_parameters_alone_and_they_are_the_checkpoints(tiny_run):
+    """run_dir.load returns the latest checkpoint's parameters (equal to a full restore of
+    the train state) with no optimiser built; another step gives other parameters; a step
+    that was never saved is a CheckpointError."""
+    from test_train import tiny_config
+
+    from fractaljax import train
+    from fractaljax.checkpoint import Checkpoints
+
+    config, model, params = run_dir.load(str(tiny_run))
+    source, _, _, _, state = train.build(config, jax.sharding.Mesh(jax.devices()[:1], ("data",)))
+    ckpt = Checkpoints(str(tiny_run))
+    steps = ckpt.all_steps()
+    full = ckpt.restore(steps[-1], train._checkpointable(state))
+    ckpt.close()
+    jax.tree.map(np.testing.assert_array_equal, params, full["params"])
+    assert config.total_steps == tiny_config().total_steps
+    assert steps == [5, 10]  # checkpoint_every 5 of 10 steps
+    _, _, earlier = run_dir.load(str(tiny_run), step=5)
+    assert not np.array_equal(earlier["head"]["kernel"], params["head"]["kernel"])
+    with pytest.raises(CheckpointError, match="unreadable|another model|no readable"):
+        run_dir.load(str(tiny_run), step=10_000)
