@@ -28,7 +28,7 @@ from absl import flags
 from scipy import stats
 
 from configs import radial_contour, visual_atom
-from fractaljax import cli
+from experiments import _cli as cli
 from fractaljax import reference_contours as ref
 from fractaljax.sources import contours
 

@@ -21,7 +21,7 @@ import numpy as np
 from absl import flags
 
 from configs import dead_leaves
-from fractaljax import cli
+from experiments import _cli as cli
 from fractaljax import reference_dead_leaves as ref
 from fractaljax.sources import dead_leaves as dl
 

@@ -19,7 +19,8 @@ import jax
 import numpy as np
 from absl import flags
 
-from fractaljax import cli, ifs, reference, render
+from experiments import _cli as cli
+from fractaljax import ifs, reference, render
 
 _OUT = flags.DEFINE_string(
     "out",

@@ -24,7 +24,8 @@ import os
 import numpy as np
 from absl import flags
 
-from fractaljax import cli, interop, run_dir
+from experiments import _cli as cli
+from fractaljax import interop, run_dir
 from fractaljax.errors import ConfigError
 
 _PRETRAINED = flags.DEFINE_string("pretrained", None, "A pre-training (or fine-tuning) --workdir.")

@@ -19,8 +19,9 @@ import os
 
 from absl import flags
 
-from fractaljax import cli, run_dir, train
+from experiments import _cli as cli
 from fractaljax import finetune as ft_lib
+from fractaljax import run_dir, train
 
 _CONFIG = cli.define_config("finetune_mini", "Fine-tuning config file.")
 _PRETRAINED = flags.DEFINE_string("pretrained", None, "Pre-training --workdir.", required=True)

@@ -21,7 +21,8 @@ import ml_collections
 import numpy as np
 from absl import flags
 
-from fractaljax import cli, interop, run_dir, sharding, train
+from experiments import _cli as cli
+from fractaljax import interop, run_dir, sharding, train
 from fractaljax.checkpoint import Checkpoints
 from fractaljax.errors import CheckpointError, ConfigError
 

@@ -34,8 +34,9 @@ import jax.numpy as jnp
 import numpy as np
 from absl import flags
 
-from fractaljax import cli, run_dir, sources, train
+from experiments import _cli as cli
 from fractaljax import inference as inf
+from fractaljax import run_dir, sources, train
 from fractaljax.errors import ConfigError, DataError
 
 _PRETRAINED = flags.DEFINE_string("pretrained", None, "A 1p-frac pre-training --workdir.")

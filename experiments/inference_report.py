@@ -35,7 +35,8 @@ import numpy as np
 from absl import flags
 
 from configs import fractaldb, onepfrac, real_image
-from fractaljax import cli, downstream, run_dir, sources, train
+from experiments import _cli as cli
+from fractaljax import downstream, run_dir, sources, train
 from fractaljax import inference as inf
 from fractaljax import render as render_lib
 from fractaljax.errors import ConfigError

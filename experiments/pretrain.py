@@ -18,7 +18,8 @@ from __future__ import annotations
 
 from absl import flags
 
-from fractaljax import cli, train
+from experiments import _cli as cli
+from fractaljax import train
 
 _CONFIG = cli.define_config("onepfrac:mini", "Pre-training config file.")
 _WORKDIR = flags.DEFINE_string(

@@ -16,8 +16,9 @@ import os
 
 from absl import flags
 
-from fractaljax import cli, probe, run_dir, train
+from experiments import _cli as cli
 from fractaljax import finetune as ft_lib
+from fractaljax import probe, run_dir, train
 
 _CONFIG = cli.define_config("finetune_mini", "Downstream config file.")
 _PRETRAINED = flags.DEFINE_string("pretrained", None, "Pre-training --workdir.", required=True)

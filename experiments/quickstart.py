@@ -28,7 +28,8 @@ import time
 from absl import flags
 
 from configs import finetune_small, search_small
-from fractaljax import cli, downstream, errors, run_dir, train
+from experiments import _cli as cli
+from fractaljax import downstream, errors, run_dir, train
 from fractaljax import finetune as ft_lib
 
 _CONFIG = cli.define_config("onepfrac:quick", "Pre-training config file.")

@@ -18,7 +18,8 @@ import numpy as np
 from absl import flags
 from PIL import Image, ImageDraw, ImageFont
 
-from fractaljax import cli, config_utils, errors, sources
+from experiments import _cli as cli
+from fractaljax import config_utils, errors, sources
 
 _CONFIG = cli.define_config("onepfrac", "Source config file.")
 _OUT = flags.DEFINE_string("out", None, "Output directory.", required=True)

@@ -27,7 +27,8 @@ import time
 import ml_collections
 from absl import flags
 
-from fractaljax import cli, config_utils, run_dir, stats, sweeps, train
+from experiments import _cli as cli
+from fractaljax import config_utils, run_dir, stats, sweeps, train
 from fractaljax.errors import ConfigError, UserError
 from fractaljax.metrics import format_duration
 

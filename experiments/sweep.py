@@ -35,7 +35,8 @@ import time
 
 from absl import flags
 
-from fractaljax import cli, run_dir, sweeps
+from experiments import _cli as cli
+from fractaljax import run_dir, sweeps
 from fractaljax.errors import UserError
 from fractaljax.metrics import format_duration
 

@@ -1,7 +1,7 @@
 """The error types of fractaljax: bad input, as opposed to bugs.
 
 Every error here carries a one-line message that names the bad field, file or directory and
-the fix. The command-line layer (:mod:`fractaljax.cli`) prints it as ``error: <message>``
+the fix. The command-line layer (experiments/_cli.py) prints it as ``error: <message>``
 and exits with status 2 (:data:`EXIT_BAD_INPUT`); library users catch :class:`UserError`.
 Any other exception is a bug and keeps its traceback.
 """

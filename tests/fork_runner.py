@@ -21,7 +21,7 @@ import traceback
 
 # What every entry point imports; absl flags are defined by the experiments modules, which
 # each child imports afresh as __main__.
-PRELOAD = ("fractaljax.train", "fractaljax.finetune", "fractaljax.sweeps", "fractaljax.cli")
+PRELOAD = ("fractaljax.train", "fractaljax.finetune", "fractaljax.sweeps", "experiments._cli")
 
 
 def _child(cmd: dict) -> None:
