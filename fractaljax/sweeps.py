@@ -543,12 +543,81 @@ def report(cfg, rows: list[dict], workdir: str) -> str:
         f"{title} ({split} top-1 %, mean +- sd over seeds; d: paired difference to the "
         f"random init of the same seeds, [95% t interval over seeds]):\n{table}"
     )
+    chosen = chosen_on_validation(rows, metrics, summary)
+    if chosen:
+        lines = chosen_table(chosen)
+        with open(os.path.join(workdir, "chosen_on_validation.txt"), "w") as f:
+            f.write(lines + "\n")
+        text += (
+            "\n\nthe value chosen on validation (highest mean validation top-1 over seeds), "
+            f"its test top-1 and d to the random init:\n{lines}"
+        )
     for group, label in baselines(cfg, rows):
         vs = summary_table(summarize(rows, metrics, baseline=group))
         with open(os.path.join(workdir, f"summary_vs_{group}.txt"), "w") as f:
             f.write(vs + "\n")
         text += f"\n\nthe same, d paired with {label} of the same seeds:\n{vs}"
     return text
+
+
+def validation_twin(metric: str) -> str:
+    """The validation metric that selects for a test metric: ``finetune_top1`` ->
+    ``finetune_val_top1``, ``probe_best_1000labels_top1`` -> ``..._1000labels_val_top1``."""
+    return metric[: -len("_top1")] + "_val_top1"
+
+
+def chosen_on_validation(rows: list[dict], metrics, summary: list[dict]) -> list[dict]:
+    """For each test metric with a validation twin in ``rows``: the swept value (not a
+    control, not the random init) with the highest validation top-1 averaged over seeds,
+    among the values with the most seeds (a value with fewer seeds is not comparable), and
+    that value's test row of ``summary`` (with its paired difference). Choosing the value
+    on test data would be choosing by the number reported; this is the number a reader
+    may quote for "the best value"."""
+    out = []
+    pretrained = [r for r in rows if r["init"] == "pretrained"]
+    by_value: dict = {}
+    for r in pretrained:
+        by_value.setdefault(r["value"], []).append(r)
+    most = max((len(v) for v in by_value.values()), default=0)
+    eligible = {v: rs for v, rs in by_value.items() if len(rs) == most}
+    test_rows = {s["value"]: s for s in summary}
+    for m in metrics:
+        twin = validation_twin(m)
+        if m.endswith("_val_top1") or not all(r.get(twin) not in (None, "") for r in pretrained):
+            continue
+        val = {v: float(np.mean([float(r[twin]) for r in rs])) for v, rs in eligible.items()}
+        if not val:
+            continue
+        ranked = sorted(val, key=val.get, reverse=True)
+        out.append(
+            dict(metric=m, value=ranked[0], seeds=most, val_mean=val[ranked[0]],
+                 runner_up=ranked[1] if len(ranked) > 1 else None,
+                 runner_up_val_mean=val[ranked[1]] if len(ranked) > 1 else None,
+                 test=test_rows[ranked[0]])
+        )  # fmt: skip
+    return out
+
+
+def chosen_table(chosen: list[dict]) -> str:
+    """:func:`chosen_on_validation` as lines of text."""
+    lines = []
+    for c in chosen:
+        m, t = c["metric"], c["test"]
+        nxt = (
+            f"; next {c['runner_up']} at {100 * c['runner_up_val_mean']:.1f}"
+            if c["runner_up"] is not None
+            else ""
+        )
+        d = ""
+        if f"{m}_diff" in t:
+            lo, hi = t[f"{m}_diff_lo"], t[f"{m}_diff_hi"]
+            ci = f" [{100 * lo:+.1f}, {100 * hi:+.1f}]" if np.isfinite(lo) else ""
+            d = f", d {100 * t[f'{m}_diff']:+.1f}{ci}"
+        lines.append(
+            f"{m}: {c['value']} (validation {100 * c['val_mean']:.1f} over {c['seeds']} "
+            f"seeds{nxt}) -> test {100 * t[f'{m}_mean']:.1f}{d}"
+        )
+    return "\n".join(lines)
 
 
 def baselines(cfg, rows: list[dict]) -> list[tuple[object, str]]:

@@ -280,6 +280,36 @@ def test_a_sweep_also_pairs_its_values_with_the_named_ones():
         sweeps.run_sweep(cfg, "/nonexistent", compute=False)
 
 
+def test_the_best_value_is_chosen_on_validation_not_on_test():
+    """``chosen_on_validation``: the value with the highest mean validation top-1 over
+    seeds, even where another value is higher on test; a value with fewer seeds, a
+    control and the random init are not candidates; no validation twin, no choice."""
+    from fractaljax import sweeps
+
+    rows = []
+    for seed in range(3):
+        rows += [
+            {"init": "random", "value": "", "seed": seed, "m_top1": 0.70, "m_val_top1": 0.7},
+            {"init": "control", "value": "drift", "seed": seed, "m_top1": 0.9,
+             "m_val_top1": 0.99},
+            {"init": "pretrained", "value": 0.1, "seed": seed, "m_top1": 0.80 + 0.01 * seed,
+             "m_val_top1": 0.60},
+            {"init": "pretrained", "value": 0.2, "seed": seed, "m_top1": 0.75 + 0.01 * seed,
+             "m_val_top1": 0.65},
+        ]  # fmt: skip
+    rows.append({"init": "pretrained", "value": 0.3, "seed": 0, "m_top1": 0.9, "m_val_top1": 0.95})
+    summary = sweeps.summarize(rows, ["m_top1"])
+    (c,) = sweeps.chosen_on_validation(rows, ["m_top1"], summary)
+    assert (c["value"], c["seeds"], c["runner_up"]) == (0.2, 3, 0.1)
+    assert c["val_mean"] == pytest.approx(0.65)
+    assert c["test"]["m_top1_diff"] == pytest.approx(0.06)  # 0.76 - 0.70 on average
+    text = sweeps.chosen_table([c])
+    assert text.startswith("m_top1: 0.2 (validation 65.0 over 3 seeds; next 0.1 at 60.0)")
+    assert "-> test 76.0, d +6.0 [" in text
+    assert sweeps.chosen_on_validation([{**r, "m_val_top1": ""} for r in rows], ["m_top1"],
+                                       summary) == []  # fmt: skip
+
+
 def test_gpu_protocol_runs_on_the_cpu_at_a_tiny_size(tmp_path, data_dir):
     """configs/sweep_delta_gpu.py end to end (its four points, drift control included) with
     the model, canvas, steps and data shrunk: what a lent GPU would run, checked here."""
