@@ -214,6 +214,22 @@ def normalize(images, mean: float = 0.5, std: float = 0.5):
     return (images - mean) / std
 
 
+def model_input(images, size: int, method: str = "bilinear"):
+    """The model-input contract, one definition for every path that shows images to a
+    network without augmenting them (training's evaluation batch and 'mdn' branch, the
+    pre-training task's accuracy, inference, downstream data; fine-tuning and probes
+    normalise the downstream images this made, at ``size``): ``float32[..., H, W, C]``
+    with values in [0, 1] (values outside, e.g. noisy observations, are clipped) ->
+    ``float32[..., size, size, C]``, resized with ``method`` (antialiased when shrinking,
+    see :func:`interpolation`), normalised."""
+    return normalize(to_size(images, size, method))
+
+
+def to_size(images, size: int, method: str = "bilinear"):
+    """:func:`model_input` before the normalisation: clipped to [0, 1], resized."""
+    return resize(jnp.clip(images, 0.0, 1.0), size, method)
+
+
 def augment_batch(
     key,
     images,

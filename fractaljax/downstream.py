@@ -32,6 +32,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from fractaljax import augment
 from fractaljax.errors import DataError
 
 try:
@@ -298,14 +299,17 @@ def _load_without_tfds(name: str, split: str, source_dir: str | None, limit: int
     return Split(images[order].astype(np.uint8), np.asarray(labels[order], np.int32), 10)
 
 
-def to_model_input(images_u8: np.ndarray | jax.Array, size: int, channels: int = 3) -> jax.Array:
-    """``uint8[N, H, W, C]`` -> ``float32[N, size, size, channels]`` in [0, 1] (bilinear)."""
+def to_model_input(
+    images_u8: np.ndarray | jax.Array, size: int, channels: int = 3, method: str = "bilinear"
+) -> jax.Array:
+    """``uint8[N, H, W, C]`` -> ``float32[N, size, size, channels]`` in [0, 1]: grey
+    replicated to ``channels``, resized with ``method`` as every other path resizes
+    (:func:`fractaljax.augment.to_size`; the fine-tuning config's interpolation); the
+    normalisation is left to the fine-tuning step and the probes."""
     x = jnp.asarray(images_u8, jnp.float32) / 255.0
     if x.shape[-1] == 1 and channels == 3:
         x = jnp.repeat(x, 3, -1)
-    if x.shape[1:3] != (size, size):
-        x = jax.image.resize(x, (x.shape[0], size, size, x.shape[-1]), "linear", antialias=True)
-    return jnp.clip(x, 0.0, 1.0)
+    return augment.to_size(x, size, method)
 
 
 @dataclasses.dataclass(frozen=True)

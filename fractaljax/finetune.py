@@ -17,7 +17,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from fractaljax import downstream, probe, run_dir, train
+from fractaljax import augment, downstream, probe, run_dir, train
 from fractaljax.augment import normalize
 from fractaljax.errors import ConfigError
 
@@ -69,7 +69,8 @@ def load_downstream(
         )
     val, idx = idx[len(idx) - n_val :], idx[: len(idx) - n_val]
     idx = idx[:num_train] if num_train else idx
-    as_input = lambda s, i: downstream.to_model_input(s.images[i], size, channels)
+    method = augment.interpolation(cfg.augment)
+    as_input = lambda s, i: downstream.to_model_input(s.images[i], size, channels, method)
     return Splits(
         as_input(tr, idx), tr.labels[idx], as_input(te, slice(None)), te.labels, tr.num_classes,
         d.dataset, as_input(tr, val) if n_val else None, tr.labels[val] if n_val else None,

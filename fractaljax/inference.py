@@ -747,8 +747,7 @@ def network_fn(config, model, params) -> Callable[[jax.Array], tuple[jax.Array, 
 
     @jax.jit
     def fn(images):
-        x = augment.normalize(augment.resize(jnp.clip(images, 0.0, 1.0), size, method))
-        logits, aux = model.apply({"params": params}, x)
+        logits, aux = model.apply({"params": params}, augment.model_input(images, size, method))
         return logits, aux["pre_logits"]
 
     return fn

@@ -55,8 +55,8 @@ def accuracy(
             images = render_lib.render(spec, systems, k)
         else:
             images = source.render_labels(labels, k)
-        images = augment.resize(images, input_size, interpolation)
-        logits, _ = model.apply({"params": params}, augment.normalize(images))
+        x = augment.model_input(images, input_size, interpolation)
+        logits, _ = model.apply({"params": params}, x)
         return jnp.sum(jnp.argmax(logits, -1) == labels)
 
     labels = _balanced_labels(source.num_classes, -(-num // batch_size) * batch_size)

@@ -255,9 +255,10 @@ def make_train_step(config, model, source, mesh, state_sharding=None) -> Callabl
 
 
 def model_input(config, source, images: jax.Array) -> jax.Array:
-    """Canvas images ``float32[B, H, W, C]`` -> the model's input (resized, normalised)."""
-    x = augment.resize(images, input_size(config, source), augment.interpolation(config.augment))
-    return augment.normalize(x)
+    """Canvas images ``float32[B, H, W, C]`` -> the model's input (:func:`augment.model_input`
+    at the config's input size and interpolation)."""
+    size = input_size(config, source)
+    return augment.model_input(images, size, augment.interpolation(config.augment))
 
 
 def observe(config, key: jax.Array, images: jax.Array) -> jax.Array:

@@ -157,3 +157,36 @@ def test_pixel_noise_is_standard_normal_and_independent():
     other = np.asarray(augment.pixel_noise(jax.random.key(1), (101, 99, 3))).ravel()
     np.testing.assert_array_equal(x, again)
     assert abs(np.corrcoef(x, other)[0, 1]) < 0.02
+
+
+def test_every_path_shows_the_model_the_same_input():
+    """One model-input contract (augment.model_input): training's evaluation and 'mdn'
+    paths (train.model_input), inference (inference.network_fn) and downstream data
+    (downstream.to_model_input, normalised by fine-tuning and the probes) give the network
+    the same input, at the configured interpolation (bicubic here, where bilinear differs)."""
+    from fractaljax import downstream, train
+    from fractaljax import inference as inf
+
+    config = onepfrac.get_config("mini")
+    config.augment.interpolation = "bicubic"
+    config.input_size = 20
+    config.model.variant = "test/4"
+    u8 = np.asarray(jax.random.randint(jax.random.key(0), (4, 32, 32, 3), 0, 256), np.uint8)
+    x = jnp.asarray(u8, jnp.float32) / 255.0
+    want = augment.model_input(x, 20, "bicubic")
+    assert want.shape == (4, 20, 20, 3)
+    assert not np.allclose(want, augment.model_input(x, 20, "bilinear"), atol=1e-3)
+    np.testing.assert_array_equal(train.model_input(config, None, x), want)
+    data = downstream.to_model_input(u8, 20, 3, "bicubic")
+    np.testing.assert_allclose(augment.normalize(data), want, atol=1e-6)
+    model = train.make_model(config, 5)
+    params = model.init(jax.random.key(1), want)["params"]
+    params = jax.tree.map(lambda p: p + 0.01 * jnp.ones_like(p), params)  # a non-zero head
+    logits, _ = inf.network_fn(config, model, params)(x)
+    np.testing.assert_allclose(logits, model.apply({"params": params}, want)[0], atol=1e-5)
+    # Values outside [0, 1] (a noisy observation) are clipped first, on every path.
+    noisy = x + 0.5
+    np.testing.assert_array_equal(
+        train.model_input(config, None, noisy),
+        augment.model_input(jnp.clip(noisy, 0, 1), 20, "bicubic"),
+    )
