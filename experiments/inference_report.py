@@ -768,6 +768,12 @@ def head_plots(report: dict, out: str) -> None:
             un = [r for r in rs if not r["resolved"]]
             ax2.plot([r["delta"] for r in un], [r["k"] ** (-1 / 12) for r in un], "v",
                      color=line.get_color(), alpha=0.6)  # fmt: skip
+    floor = sorted(
+        {(r["delta"], r["profile_first_step"]) for r in ident if "profile_first_step" in r}
+    )
+    if floor:  # the profile's first step: a width on this line is at most that (an upper bound)
+        ax2.plot([d for d, _ in floor], [h / (d / np.sqrt(3)) for d, h in floor], ":", color="gray",
+                 lw=1, label="profile's first step (widths on it: upper bounds)")  # fmt: skip
     ax2.text(0.02, 0.98, "v: IS upper bound (unresolved); x: IS resolved", fontsize=7,
              va="top", transform=ax2.transAxes)  # fmt: skip
     ax2.axhline(1.0, color="gray", lw=1)
