@@ -165,6 +165,15 @@ def vit_ti(c: ml_collections.ConfigDict) -> None:
     c.augment.mix_switch_prob = 0.5
     c.augment.label_smoothing = 0.1
 
+    # Evaluators the loop runs every N steps (fractaljax/evals; 0: off), e.g.
+    # --config.evals.probe.every=1200: measuring only, weights and sweep keys unchanged.
+    c.evals = ml_collections.ConfigDict()
+    c.evals.task = dict(every=0, num=2048)  # clean and redrawn top-1 on the classes
+    c.evals.probe = dict(  # per-layer ridge probes, validation top-1 (never test)
+        every=0, dataset="fashion_mnist", data_dir="", source_dir="", num_train=2000,
+        val_size=1000, seed=0,
+    )  # fmt: skip
+
     c.log_every = 500
     c.eval_batch_size = 256
     c.checkpoint_every = 5_000

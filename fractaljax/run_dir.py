@@ -59,10 +59,11 @@ def write_config(path: str, config: ml_collections.ConfigDict) -> None:
     files.write_atomic(path, config.to_json_best_effort(indent=2))
 
 
-# Fields that change how, not what, is computed: the rasterisers draw identical images, and
-# sharding the parameters changes only the order of float sums. A resume may change them,
-# and a sweep point's identity leaves them out.
-NEUTRAL_FIELDS = ("render.rasterizer", "param_sharding", "fsdp_min_size")
+# Fields that change how, not what, is computed: the rasterisers draw identical images,
+# sharding the parameters changes only the order of float sums, and evaluators measure the
+# run without touching it. A resume may change them, and a sweep point's identity leaves
+# them out.
+NEUTRAL_FIELDS = ("render.rasterizer", "param_sharding", "fsdp_min_size", "evals")
 
 # Fields that leave a run's trajectory as it is: they may change when a run resumes (the
 # change is recorded). total_steps is one by request: extending a run is common, and the
@@ -135,6 +136,13 @@ def config_changes(old: dict, new: ml_collections.ConfigDict) -> dict[str, tuple
     (a ``config.json``); JSON round trip first, so tuples and lists compare equal."""
     a, b = _flat(old), _flat(json.loads(new.to_json_best_effort()))
     a = {**{k: v for k, v in LATER_DEFAULTS.items() if k in b}, **a}
+    # An evaluator that a run's record does not name and that is off changes nothing.
+    off = {
+        k[: -len(".every")]
+        for k, v in b.items()
+        if k.startswith("evals.") and k.endswith(".every") and not v
+    }
+    b = {k: v for k, v in b.items() if k in a or k.rsplit(".", 1)[0] not in off}
     if a.get("model.head", "classes") == b.get("model.head", "classes") == "classes":
         a, b = ({k: v for k, v in d.items() if k not in MDN_FIELDS} for d in (a, b))
     return {k: (a.get(k), b.get(k)) for k in sorted(a.keys() | b.keys()) if a.get(k) != b.get(k)}
@@ -158,7 +166,9 @@ def check_resume(
         changes = config_changes(json.load(f), config)
     if not changes:
         return
-    unsafe = [k for k in changes if k not in RESUME_SAFE_FIELDS]
+    # A block in RESUME_SAFE_FIELDS (evals) covers every field under it.
+    safe = lambda k: any(k == f or k.startswith(f + ".") for f in RESUME_SAFE_FIELDS)
+    unsafe = [k for k in changes if not safe(k)]
     if unsafe and not allow_changes:
         shown = ", ".join(f"{k} ({changes[k][0]!r} -> {changes[k][1]!r})" for k in unsafe[:4])
         more = f" and {len(unsafe) - 4} more" if len(unsafe) > 4 else ""

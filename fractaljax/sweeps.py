@@ -25,9 +25,10 @@ import time
 import ml_collections
 import numpy as np
 
-from fractaljax import config_utils, files, run_dir, sources, stats, task_eval, train
+from fractaljax import config_utils, files, run_dir, sources, stats, train
 from fractaljax import finetune as ft_lib
 from fractaljax.errors import ConfigError
+from fractaljax.evals import task as evals_task
 from fractaljax.metrics import format_duration, read_jsonl
 
 METRICS = ("finetune_top1", "probe_best_top1", "probe_last_top1")
@@ -241,7 +242,7 @@ def run_point(
         s = train.train_and_evaluate(pre, pre_dir)
         pre, model, params = run_dir.load(pre_dir)
         source = sources.make(pre, pre_dir)  # its cache, if any
-        task = task_eval.task_accuracies(model, params, source, pre)
+        task = evals_task.task_accuracies(model, params, source, pre)
         row = {
             "init": "pretrained",
             "pretrain_first_loss": s.get("first_loss"),

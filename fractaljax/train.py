@@ -35,7 +35,7 @@ import optax
 from flax.training import train_state
 from jax.experimental import multihost_utils
 
-from fractaljax import augment, config_utils, keys, mdn, run_dir, sharding, sources
+from fractaljax import augment, config_utils, evals, keys, mdn, run_dir, sharding, sources
 from fractaljax.checkpoint import Checkpoints
 from fractaljax.errors import (
     ConfigError,
@@ -145,6 +145,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
     if config.get("fsdp_min_size", 0) < 0:
         raise ConfigError(f"fsdp_min_size={config.fsdp_min_size}: must be >= 0")
     make_model(config, 1)  # the model block's own checks
+    evals.validate(config)
     decay_mask({}, config.optim.get("decay_rule", "official"))
 
 
@@ -473,6 +474,7 @@ def train_and_evaluate(
     train_step = make_train_step(config, model, source, mesh, layout)
     lrs = learning_rates(config)
     eval_step = make_eval_step(config, model, eval_source or source)
+    evaluators = evals.make(config, model, eval_source or source, workdir)
     writer = MetricWriter(workdir, active=sharding.is_primary())
     writer.truncate_after(start)  # rows past the checkpoint are written again
     summary: dict[str, Any] = {"steps": int(start)}
@@ -520,6 +522,8 @@ def train_and_evaluate(
             step_time = (now - t_log) / max(done - step_log, 1)
             row = {k: float(np.mean([h[k] for h in history])) for k in history[0]}
             row.update({k: float(v) for k, v in eval_step(state.params).items()})
+            for run in evals.due(evaluators, done, config.total_steps).values():
+                row.update(run(state.params))
             row.update(step_time=step_time, img_per_s=config.batch_size / step_time)
             eta = format_duration(step_time * (config.total_steps - done))
             writer.write(done, row, prefix=f"[{done / config.total_steps:4.0%} ETA {eta}] ")

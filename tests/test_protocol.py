@@ -13,8 +13,9 @@ from test_train import tiny_config
 
 from configs import finetune_mini, finetune_small, onepfrac, real_image
 from fractaljax import finetune as ft_lib
-from fractaljax import sources, task_eval
+from fractaljax import sources
 from fractaljax.errors import ConfigError
+from fractaljax.evals import task as evals_task
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 
@@ -141,8 +142,8 @@ def test_redrawn_accuracy_separates_memorised_pixels_from_shapes():
     labels = jnp.arange(c.source.num_classes)
     templates = augment.normalize(source.render_labels(labels, jax.random.key(0)))
     model = _TemplateModel(templates)
-    clean = task_eval.accuracy(model, None, source, size, num=64, batch_size=32)
-    redrawn = task_eval.accuracy(model, None, source, size, num=64, batch_size=32, redrawn=True)
+    clean = evals_task.accuracy(model, None, source, size, num=64, batch_size=32)
+    redrawn = evals_task.accuracy(model, None, source, size, num=64, batch_size=32, redrawn=True)
     # The fixed images are recognised exactly; a fresh walk and fresh patches are not
     # pixel copies, so pixel matching loses accuracy on them.
     assert clean == 1.0
@@ -154,7 +155,7 @@ def test_redrawn_is_none_without_class_systems():
     c.source.num_classes, c.render.image_size = 4, 16
     c.model.variant = "test/4"
     source = sources.make(c)
-    assert task_eval.accuracy(None, None, source, 16, redrawn=True) is None
+    assert evals_task.accuracy(None, None, source, 16, redrawn=True) is None
 
 
 def test_small_protocol_keeps_the_recipe_and_shrinks_the_sizes():

@@ -12,15 +12,20 @@ often) with the evaluation transform (the canvas resized to the model's input, n
   FractalDB, OFDB); None for the real-image source.
 
 Both are pure functions of (model, params, source, seed); the batches are jit-compiled once.
+As an evaluator of the training loop (``config.evals.task``, see fractaljax.evals), it logs
+``task_clean_top1`` and ``task_redrawn_top1`` at its interval.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import jax
 import jax.numpy as jnp
+import ml_collections
 import numpy as np
 
-from fractaljax import augment, keys, train
+from fractaljax import augment, keys, models
 from fractaljax import render as render_lib
 
 
@@ -70,10 +75,23 @@ def accuracy(
 def task_accuracies(model, params, source, config, num: int = 2048) -> dict[str, float | None]:
     """``{'clean_top1', 'redrawn_top1'}`` of a pre-training run's network (``config``: the
     run's config, for its input size, interpolation and seed)."""
-    size = train.input_size(config, source)
+    size = models.input_size(config, source)
     method = augment.interpolation(config.augment)
     kw = dict(num=num, seed=config.seed)
     return {
         "clean_top1": accuracy(model, params, source, size, method, **kw),
         "redrawn_top1": accuracy(model, params, source, size, method, redrawn=True, **kw),
     }
+
+
+def make(config: ml_collections.ConfigDict, model, source, workdir: str, cfg) -> Callable:
+    """The evaluator: ``params -> {'task_clean_top1', 'task_redrawn_top1'}`` on
+    ``cfg.num`` images (default 2,048); the redrawn one only where the source can redraw."""
+    del workdir
+    num = int(cfg.get("num", 2048))
+
+    def run(params) -> dict[str, float]:
+        acc = task_accuracies(model, params, source, config, num=num)
+        return {f"task_{k}": v for k, v in acc.items() if v is not None}
+
+    return run

@@ -1,0 +1,74 @@
+"""Per-layer linear probes on a downstream set, as an evaluator of the training loop.
+
+``config.evals.probe`` (see fractaljax.evals) fits closed-form ridge probes on the features
+of every block and of the pre-logits (fractaljax.probe) of ``num_train`` training images of
+``dataset``, at the model's input size through the model-input contract, and reports their
+top-1 on the held-out ``val_size`` images of the training split: never on the test split,
+which stays for the final report (experiments.probe, the sweeps). The best layer is chosen
+on the probe's own held-out part of its training images, as fractaljax.finetune does.
+
+Logs ``probe_last_val_top1`` (pre-logits), ``probe_best_val_top1`` and
+``probe_best_block`` (the chosen layer's depth, -1 for the pre-logits): a probe curve over
+pre-training, which shows when the features that transfer appear.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import ml_collections
+
+from fractaljax import models
+from fractaljax import probe as probe_lib
+from fractaljax.errors import ConfigError
+
+DEFAULTS = dict(
+    dataset="fashion_mnist", data_dir="", source_dir="", num_train=2000, val_size=1000, seed=0
+)
+
+
+def layer_depth(name: str) -> int:
+    """``'block3'`` -> 3, ``'pre_logits'`` -> -1 (a number, so it can be logged)."""
+    return int(name[len("block") :]) if name.startswith("block") else -1
+
+
+def make(config: ml_collections.ConfigDict, model, source, workdir: str, cfg) -> Callable:
+    """The evaluator: ``params -> {'probe_last_val_top1', 'probe_best_val_top1',
+    'probe_best_block'}``; the downstream set is loaded once, here."""
+    from fractaljax import finetune as ft_lib  # the downstream loader (TFDS on first use)
+
+    del workdir
+    c = ml_collections.ConfigDict({**DEFAULTS, **cfg.to_dict()})
+    if c.val_size < 1 or c.num_train < 1:
+        raise ConfigError(
+            f"evals.probe: num_train={c.num_train} and val_size={c.val_size} must be >= 1 (the "
+            "probe reports validation accuracy, never test)"
+        )
+    ft = ml_collections.ConfigDict(
+        {
+            "seed": c.seed,
+            "augment": {"interpolation": config.augment.get("interpolation", "bilinear")},
+            "downstream": {
+                "dataset": c.dataset, "data_dir": c.data_dir, "source_dir": c.source_dir,
+                "val_size": c.val_size, "test_limit": 1,
+            },
+        }
+    )  # fmt: skip
+    data = ft_lib.load_downstream(
+        ft, models.input_size(config, source), source.image_shape[-1], c.num_train
+    )
+
+    def run(params) -> dict[str, float]:
+        feats = lambda x: probe_lib.extract_features(model, params, x)
+        probes = probe_lib.probe_layers(
+            feats(data.x_train), data.y_train, feats(data.x_test), data.y_test,
+            data.num_classes, (feats(data.x_val), data.y_val),
+        )  # fmt: skip
+        best = probe_lib.best_layer(probes)
+        return {
+            "probe_last_val_top1": probes["pre_logits"]["heldout_accuracy"],
+            "probe_best_val_top1": probes[best]["heldout_accuracy"],
+            "probe_best_block": layer_depth(best),
+        }
+
+    return run
