@@ -25,6 +25,10 @@ and still be explained by the same latent.
 
 Everything is pure JAX over explicit keys; :func:`discrete_is`, :func:`continuous_is`,
 :func:`sbc_ranks` and :func:`mmd_test` vmap over observations.
+
+Why one file of this size: the generative model, importance sampling, calibration and
+identifiability all work on Generator and Weighted; it splits when a second generator
+(another source's latents) arrives.
 """
 
 from __future__ import annotations

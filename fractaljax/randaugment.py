@@ -78,6 +78,9 @@ Versions: the official runs pin timm 0.4.12 and Pillow 9.1.0. This follows curre
 only changes for this policy are the caps ``min(256, .)`` and ``min(128, .)`` on the Solarize
 arguments, inert unless ``mmax`` > 10. PosterizeIncreasing keeps 0 bits (a black image) at level
 10, as Pillow 9 does; recent Pillow (13 here) raises ValueError for 0 bits instead.
+
+Why one file of this size: timm's operations, one function each in timm's order, so that
+each can be compared with its timm counterpart line by line (tests/test_randaugment.py).
 """
 
 from __future__ import annotations

@@ -25,6 +25,10 @@ all images of a batch share one map-choice sequence, so two classes differ only 
 parameters. The patch masks are an integer hash of (a per-image 32-bit seed, the point
 index): Bernoulli draws from the default PRNG cost more than the rest of the renderer on a
 CPU, and the masks need no cryptographic quality.
+
+Why one file of this size: the chaos-game walk, its rasterisers and the official paste rule
+share RenderSpec and are read side by side when checking fidelity against the official
+generator (docs/fidelity.md).
 """
 
 from __future__ import annotations

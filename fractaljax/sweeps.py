@@ -10,6 +10,9 @@ docs/results). :func:`run_sweep` runs or reads every point of a sweep config, se
 :func:`report` writes the tables (mean +- sd over seeds, paired differences with t
 intervals) and plots. The command-line entry points are ``experiments.sweep`` and
 ``experiments.search``.
+
+Why one file of this size: a point's identity, its stored result and the rows the report
+reads must change together (a change to one is a change to the committed store's keys).
 """
 
 from __future__ import annotations

@@ -15,6 +15,10 @@ There is no host data pipeline: the batch at step k is a pure function of (seed,
 run resumed from a checkpoint at step k sees exactly the batches it would have seen.
 ``train_and_evaluate(config, workdir)`` is the whole loop: checkpoints (orbax, resumed
 automatically), metrics (stdout progress with ETA, metrics.jsonl, TensorBoard), a NaN guard.
+
+Why one file of this size: a readable train.py is the point (big_vision, Flax examples): the
+step, its optimiser and the loop are read together. What is not the loop lives elsewhere:
+the run directory in run_dir.py, the model of a config in models/, evaluators in evals/.
 """
 
 from __future__ import annotations
