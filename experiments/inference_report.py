@@ -439,7 +439,7 @@ def profile_row(gen, truths) -> dict:
     than the first step (``PROFILE_STEPS[0]``: there the ratio is an upper bound), and the
     pixel noise under which the conditional sd would be half the prior's (median)."""
     prior_sd = gen.delta / np.sqrt(3)
-    steps = PROFILE_STEPS[PROFILE_STEPS <= 2 * gen.delta]
+    steps = PROFILE_STEPS[PROFILE_STEPS <= 2 * gen.delta * (1 + 1e-6)]  # float32 steps
     fn = jax.jit(lambda e: inf.summarize(gen.render_eps(e), gen.pool))
     widths, halves = [], []
     for u0 in truths:

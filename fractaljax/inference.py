@@ -744,9 +744,9 @@ def timed(fn: Callable, *args) -> tuple[Any, float]:
 def network_fn(config, model, params) -> Callable[[jax.Array], tuple[jax.Array, jax.Array]]:
     """``images float32[B, H, W, C]`` (the canvas) -> ``(logits [B, L], pre_logits [B, D])``
     of a pre-trained network, with its input resize and normalisation; jitted."""
-    from fractaljax import augment, train
+    from fractaljax import augment, models
 
-    size = train.input_size(config)
+    size = models.input_size(config)
     method = augment.interpolation(config.augment)
 
     @jax.jit

@@ -9,7 +9,7 @@ split from a log grid; one eigendecomposition of X^T X serves the whole grid.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -31,8 +31,25 @@ def map_batches(fn, images: jax.Array, batch_size: int = 256):
     return jax.tree.map(lambda *a: np.concatenate(a), *outs)
 
 
+def feature_fn(model, normalize=None) -> Callable:
+    """``jit((params, images) -> {layer: features})``: the parameters are an argument, so
+    one compiled program serves every checkpoint (an evaluator calls it many times)."""
+    from fractaljax.augment import normalize as default_normalize
+
+    norm = normalize or default_normalize
+
+    @jax.jit
+    def forward(params, x):
+        _, aux = model.apply({"params": params}, norm(x))
+        feats = {f"block{i}": f for i, f in enumerate(aux["blocks"])}
+        feats["pre_logits"] = aux["pre_logits"]
+        return feats
+
+    return forward
+
+
 def extract_features(
-    model, params, images: jax.Array, batch_size: int = 256, normalize=None
+    model, params, images: jax.Array, batch_size: int = 256, normalize=None, fn=None
 ) -> dict[str, np.ndarray]:
     """Features of every layer, ``{'block0': f32[N, D], ..., 'pre_logits': f32[N, D]}``.
 
@@ -42,19 +59,10 @@ def extract_features(
       images: ``float32[N, H, W, C]`` in [0, 1].
       batch_size: forward batch (see :func:`map_batches`).
       normalize: input normalisation (default: the pre-training one, mean = std = 0.5).
+      fn: a :func:`feature_fn` of ``model`` to reuse (default: a new one, compiled here).
     """
-    from fractaljax.augment import normalize as default_normalize
-
-    norm = normalize or default_normalize
-
-    @jax.jit
-    def forward(x):
-        _, aux = model.apply({"params": params}, norm(x))
-        feats = {f"block{i}": f for i, f in enumerate(aux["blocks"])}
-        feats["pre_logits"] = aux["pre_logits"]
-        return feats
-
-    return map_batches(forward, images, batch_size)
+    forward = fn or feature_fn(model, normalize)
+    return map_batches(lambda x: forward(params, x), images, batch_size)
 
 
 def _ridge_weights(xtx_eig, xty, l2s):

@@ -250,10 +250,15 @@ def load(workdir: str, step: int | None = None):
     model = models.make_model(config, models.num_outputs(config, data["num_classes"]))
     ckpt = Checkpoints(workdir)
     try:
-        step = ckpt.latest_step() if step is None else step
-        if step is None:
+        saved = ckpt.all_steps()
+        if not saved:
             raise CheckpointError(
                 f"--pretrained={workdir}: no checkpoint there yet; train it first"
+            )
+        step = saved[-1] if step is None else step
+        if step not in saved:
+            raise CheckpointError(
+                f"--pretrained={workdir}: no checkpoint of step {step}; saved steps: {saved}"
             )
         s = models.input_size(config)
         dummy = jnp.zeros((1, s, s, data["image_shape"][-1]), jnp.float32)

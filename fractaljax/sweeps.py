@@ -548,6 +548,9 @@ def report(cfg, rows: list[dict], workdir: str) -> str:
         f"random init of the same seeds, [95% t interval over seeds]):\n{table}"
     )
     chosen = chosen_on_validation(rows, metrics, summary)
+    stale = os.path.join(workdir, "chosen_on_validation.txt")
+    if not chosen and os.path.exists(stale):
+        os.remove(stale)  # from an earlier report of this workdir
     if chosen:
         lines = chosen_table(chosen)
         with open(os.path.join(workdir, "chosen_on_validation.txt"), "w") as f:

@@ -426,9 +426,10 @@ def train_and_evaluate(
     replaces ``sources.make(config)`` (fine-tuning passes labelled arrays, any object with
     ``batch(key, step, batch_size)`` and ``num_classes``); ``init_params`` starts a new run
     from these weights, all but the head (:func:`transfer_params`). A resumed run must have
-    the config it started with, up to :data:`RESUME_SAFE_FIELDS` (:func:`check_resume`);
-    ``allow_changes`` lets any change through, recorded. The logged ``eval_*`` metrics are
-    on a fixed batch of ``eval_source`` (default: the training source, unaugmented).
+    the config it started with, up to :data:`run_dir.RESUME_SAFE_FIELDS`
+    (:func:`run_dir.check_resume`); ``allow_changes`` lets any change through, recorded.
+    The logged ``eval_*`` metrics are on a fixed batch of ``eval_source`` (default: the
+    training source, unaugmented); ``config.evals`` adds evaluators (fractaljax.evals).
 
     SIGTERM or SIGINT (pre-emption, Ctrl-C) end the loop at the next step boundary with a
     checkpoint there, then raise :class:`~fractaljax.errors.Preempted`. A run that already
@@ -445,8 +446,16 @@ def train_and_evaluate(
         source, model, state, ckpt, start, restored = _set_up(
             config, workdir, source, allow_changes, mesh
         )
-    finished = run_dir.read_summary(workdir) if start >= config.total_steps else None
-    if finished is not None and stop_at is None:
+        finished = run_dir.read_summary(workdir) if start >= config.total_steps else None
+        done_before = finished is not None and stop_at is None
+        try:  # evaluators load their data here: a missing set is bad input, caught as such
+            evaluators = (
+                {} if done_before else evals.make(config, model, eval_source or source, workdir)
+            )
+        except UserError:
+            ckpt.close()
+            raise
+    if done_before:
         ckpt.close()  # a finished run: its summary, not an empty one
         print(f"{workdir}: finished earlier at step {start}", flush=True)
         return finished
@@ -478,7 +487,6 @@ def train_and_evaluate(
     train_step = make_train_step(config, model, source, mesh, layout)
     lrs = learning_rates(config)
     eval_step = make_eval_step(config, model, eval_source or source)
-    evaluators = evals.make(config, model, eval_source or source, workdir)
     writer = MetricWriter(workdir, active=sharding.is_primary())
     writer.truncate_after(start)  # rows past the checkpoint are written again
     summary: dict[str, Any] = {"steps": int(start)}
@@ -532,9 +540,10 @@ def train_and_evaluate(
             eta = format_duration(step_time * (config.total_steps - done))
             writer.write(done, row, prefix=f"[{done / config.total_steps:4.0%} ETA {eta}] ")
             summary.update(row, last_loss=row["loss"], steps=done)
-            history, t_log, step_log = [], now, done
+            history, step_log = [], done
             if done % config.checkpoint_every == 0 or done == end or stopping:
                 ckpt.save(done, _checkpointable(state))
+            t_log = time.perf_counter()  # step_time counts training steps, not evaluations
             if stopping:
                 ckpt.close()  # waits for the save
                 raise Preempted(

@@ -51,6 +51,10 @@ CASES = [
     ("sigma", "pretrain", ["--config.source.sigma=7.0"], "source.sigma"),
     ("patch", "pretrain", ["--config.render.patch=blur"], "render.patch"),
     ("data_mode", "pretrain", ["--config.source.data=cached"], "source.data"),
+    ("evals_every", "pretrain", ["--config.evals.task.every=3"], "evals.task.every=3"),
+    ("evals_no_data", "pretrain", ["--config.evals.probe.every=5",
+                                   "--config.evals.probe.dataset=cifar10",
+                                   "--config.evals.probe.data_dir={new}_tfds"], "evals.probe"),
     # experiments.pretrain: files, flags, devices, resume
     ("no_config", "pretrain", ["--config=configs/no_such_preset.py"], "--config"),
     ("syntax", "pretrain", ["--config={syntax}"], "syntax error"),

@@ -19,12 +19,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import jax
 import ml_collections
 
 from fractaljax.errors import ConfigError
 from fractaljax.evals import probe, task
 
 EVALUATORS = {"task": task.make, "probe": probe.make}
+CHECKS = {"task": task.check, "probe": probe.check}
 
 
 def validate(config: ml_collections.ConfigDict) -> None:
@@ -38,6 +40,20 @@ def validate(config: ml_collections.ConfigDict) -> None:
             raise ConfigError(
                 f"evals.{name}.every={every}: must be 0 (off) or a positive multiple of "
                 f"log_every={config.log_every} (evaluators run on log steps)"
+            )
+        CHECKS[name](cfg)
+        if not every:
+            continue
+        if name == "task" and config.model.get("head", "classes") != "classes":
+            raise ConfigError(
+                "evals.task.every: the task evaluator measures class top-1, and "
+                "model.head='mdn' predicts no classes; set --config.evals.task.every=0"
+            )
+        if jax.process_count() > 1:
+            raise ConfigError(
+                f"evals.{name}.every={every}: evaluators run in single-process runs only (their "
+                "results are gathered on one host); set it to 0, or evaluate the checkpoints "
+                "afterwards with experiments.probe"
             )
 
 

@@ -20,11 +20,27 @@ import ml_collections
 
 from fractaljax import models
 from fractaljax import probe as probe_lib
-from fractaljax.errors import ConfigError
+from fractaljax.errors import ConfigError, UserError
 
 DEFAULTS = dict(
     dataset="fashion_mnist", data_dir="", source_dir="", num_train=2000, val_size=1000, seed=0
 )
+
+
+def check(cfg: ml_collections.ConfigDict) -> None:
+    """The block's own fields: known names, at least one training and one validation image."""
+    unknown = sorted(set(cfg) - set(DEFAULTS) - {"every"})
+    if unknown:
+        raise ConfigError(
+            f"evals.probe.{unknown[0]}: no such field; the fields are {sorted(DEFAULTS)}"
+        )
+    c = {**DEFAULTS, **cfg.to_dict()}
+    for name in ("num_train", "val_size"):
+        if not isinstance(c[name], int) or c[name] < 1:
+            raise ConfigError(
+                f"evals.probe.{name}={c[name]}: must be an integer >= 1 (the probe reports "
+                "validation accuracy, never test)"
+            )
 
 
 def layer_depth(name: str) -> int:
@@ -39,11 +55,6 @@ def make(config: ml_collections.ConfigDict, model, source, workdir: str, cfg) ->
 
     del workdir
     c = ml_collections.ConfigDict({**DEFAULTS, **cfg.to_dict()})
-    if c.val_size < 1 or c.num_train < 1:
-        raise ConfigError(
-            f"evals.probe: num_train={c.num_train} and val_size={c.val_size} must be >= 1 (the "
-            "probe reports validation accuracy, never test)"
-        )
     ft = ml_collections.ConfigDict(
         {
             "seed": c.seed,
@@ -54,12 +65,17 @@ def make(config: ml_collections.ConfigDict, model, source, workdir: str, cfg) ->
             },
         }
     )  # fmt: skip
-    data = ft_lib.load_downstream(
-        ft, models.input_size(config, source), source.image_shape[-1], c.num_train
-    )
+    try:
+        data = ft_lib.load_downstream(
+            ft, models.input_size(config, source), source.image_shape[-1], c.num_train
+        )
+    except UserError as e:  # it names the downstream fields: here they are evals.probe's
+        msg = str(e).replace("downstream.", "evals.probe.")
+        raise type(e)(msg if "evals.probe" in msg else f"evals.probe: {msg}") from None
+    forward = probe_lib.feature_fn(model)  # compiled once for every call
 
     def run(params) -> dict[str, float]:
-        feats = lambda x: probe_lib.extract_features(model, params, x)
+        feats = lambda x: probe_lib.extract_features(model, params, x, fn=forward)
         probes = probe_lib.probe_layers(
             feats(data.x_train), data.y_train, feats(data.x_test), data.y_test,
             data.num_classes, (feats(data.x_val), data.y_val),

@@ -27,6 +27,7 @@ import numpy as np
 
 from fractaljax import augment, keys, models
 from fractaljax import render as render_lib
+from fractaljax.errors import ConfigError
 
 
 def _balanced_labels(num_classes: int, num: int) -> jax.Array:
@@ -49,24 +50,37 @@ def accuracy(
     whole batch), clean or ``redrawn`` (None where the source cannot redraw a class)."""
     if redrawn and source.systems is None:
         return None
-    key = keys.stream(seed, "eval")
-    key = jax.random.fold_in(key, 1 if redrawn else 0)
-    spec = source.spec
+    correct = correct_fn(model, source, input_size, interpolation, redrawn)
+    return accuracy_of(correct, params, source.num_classes, num, redrawn, seed, batch_size)
+
+
+def correct_fn(model, source, input_size: int, interpolation: str, redrawn: bool) -> Callable:
+    """``jit((params, labels, key) -> number correct)`` on images of classes ``labels``
+    (the parameters an argument: compiled once for every checkpoint it is called on)."""
 
     @jax.jit
-    def correct(labels, k):
+    def correct(params, labels, k):
         if redrawn:
             systems = jax.tree.map(lambda a: a[labels], source.systems)
-            images = render_lib.render(spec, systems, k)
+            images = render_lib.render(source.spec, systems, k)
         else:
             images = source.render_labels(labels, k)
         x = augment.model_input(images, input_size, interpolation)
         logits, _ = model.apply({"params": params}, x)
         return jnp.sum(jnp.argmax(logits, -1) == labels)
 
-    labels = _balanced_labels(source.num_classes, -(-num // batch_size) * batch_size)
+    return correct
+
+
+def accuracy_of(
+    correct: Callable, params, num_classes: int, num: int, redrawn: bool, seed: int,
+    batch_size: int = 256,
+) -> float:  # fmt: skip
+    """The top-1 that :func:`correct_fn`'s ``correct`` gives on a balanced set of ``num``."""
+    key = jax.random.fold_in(keys.stream(seed, "eval"), 1 if redrawn else 0)
+    labels = _balanced_labels(num_classes, -(-num // batch_size) * batch_size)
     hits = [
-        int(correct(labels[i : i + batch_size], jax.random.fold_in(key, i)))
+        int(correct(params, labels[i : i + batch_size], jax.random.fold_in(key, i)))
         for i in range(0, len(labels), batch_size)
     ]
     return float(np.sum(hits) / len(labels))
@@ -84,14 +98,32 @@ def task_accuracies(model, params, source, config, num: int = 2048) -> dict[str,
     }
 
 
+def check(cfg: ml_collections.ConfigDict) -> None:
+    """The block's own fields: ``num`` >= 1 images, nothing else."""
+    unknown = sorted(set(cfg) - {"every", "num"})
+    if unknown:
+        raise ConfigError(f"evals.task.{unknown[0]}: no such field; the fields are every, num")
+    if not isinstance(cfg.get("num", 2048), int) or cfg.get("num", 2048) < 1:
+        raise ConfigError(f"evals.task.num={cfg.num}: must be an integer >= 1")
+
+
 def make(config: ml_collections.ConfigDict, model, source, workdir: str, cfg) -> Callable:
     """The evaluator: ``params -> {'task_clean_top1', 'task_redrawn_top1'}`` on
     ``cfg.num`` images (default 2,048); the redrawn one only where the source can redraw."""
     del workdir
     num = int(cfg.get("num", 2048))
+    size = models.input_size(config, source)
+    method = augment.interpolation(config.augment)
+    # Built once: every call of the evaluator reuses the two compiled programs.
+    fns = {"clean_top1": correct_fn(model, source, size, method, False)}
+    if source.systems is not None:
+        fns["redrawn_top1"] = correct_fn(model, source, size, method, True)
 
     def run(params) -> dict[str, float]:
-        acc = task_accuracies(model, params, source, config, num=num)
-        return {f"task_{k}": v for k, v in acc.items() if v is not None}
+        return {
+            f"task_{name}": accuracy_of(fn, params, source.num_classes, num,
+                                        name == "redrawn_top1", config.seed)
+            for name, fn in fns.items()
+        }  # fmt: skip
 
     return run
