@@ -88,6 +88,19 @@ def run():
     return run_module
 
 
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory):
+    """A tiny 1p-frac pre-training (test_train.tiny_config: 10 steps, checkpoints at 5 and
+    10), trained once per worker and shared by every test that only reads a run."""
+    from test_train import tiny_config
+
+    from fractaljax import train
+
+    workdir = tmp_path_factory.mktemp("tiny_run")
+    train.train_and_evaluate(tiny_config(), str(workdir))
+    return workdir
+
+
 # The files that take longest, started first: each runs on one worker (--dist loadfile),
 # and one started last would leave the other worker idle at the end. The rest keep their
 # collection order. (pyproject.toml passes --no-loadscope-reorder, which would otherwise

@@ -273,17 +273,6 @@ def test_generator_rejects_other_sources_and_bad_likelihoods(small_source):
 # --- the CLI ----------------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def tiny_run(tmp_path_factory):
-    from test_train import tiny_config
-
-    from fractaljax import train
-
-    workdir = tmp_path_factory.mktemp("tiny_run")
-    train.train_and_evaluate(tiny_config(total_steps=4), str(workdir))
-    return workdir
-
-
 def test_infer_cli_explains_synthetic_images(run, tiny_run, tmp_path):
     res = run(
         "experiments.infer", f"--pretrained={tiny_run}", "--synthetic=3", f"--out={tmp_path}",

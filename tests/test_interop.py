@@ -30,18 +30,6 @@ needs_timm = pytest.mark.skipif(
 )
 
 
-@pytest.fixture(scope="module")
-def tiny_run(tmp_path_factory):
-    """A tiny 1p-frac pre-training (10 steps), shared by the CLI tests."""
-    from test_train import tiny_config
-
-    from fractaljax import train
-
-    workdir = tmp_path_factory.mktemp("run")
-    train.train_and_evaluate(tiny_config(), str(workdir))
-    return workdir
-
-
 def random_model(variant, size, pool="tok", num_classes=7, seed=0, chans=3):
     """A ViT with every parameter random (the head too, so logits are not trivially 0)."""
     model = vit.make(variant, num_classes, size, pool=pool, head_zero_init=False)
