@@ -258,3 +258,15 @@ def run(
     except Preempted as e:  # a checkpoint is saved: a clean stop, not a failure
         print(f"stopped: {e}", flush=True)
         _exit(0)
+
+
+def load_pretrained(path: str):
+    """``run_dir.load`` of a ``--pretrained`` flag's run: the library names the directory,
+    the entry point adds the flag (``error: --pretrained=runs/x: no config.json there ...``)."""
+    from fractaljax import run_dir
+
+    try:
+        return run_dir.load(path)
+    except UserError as e:
+        msg = str(e)  # messages about the directory start with it; others say what they mean
+        raise type(e)(f"--pretrained={msg}" if msg.startswith(path) else msg) from None

@@ -233,8 +233,8 @@ def read_config(workdir: str) -> ml_collections.ConfigDict:
     path = os.path.join(workdir, "config.json")
     if not os.path.exists(path):
         raise CheckpointError(
-            f"--pretrained={workdir}: no config.json there; pass the --workdir of "
-            "a pre-training run (python -m experiments.pretrain)"
+            f"{workdir}: no config.json there; give the workdir of a pre-training run "
+            "(python -m experiments.pretrain --workdir ...)"
         )
     with open(path) as f:
         return ml_collections.ConfigDict(json.load(f))
@@ -252,14 +252,10 @@ def load(workdir: str, step: int | None = None):
     try:
         saved = ckpt.all_steps()
         if not saved:
-            raise CheckpointError(
-                f"--pretrained={workdir}: no checkpoint there yet; train it first"
-            )
+            raise CheckpointError(f"{workdir}: no checkpoint there yet; train it first")
         step = saved[-1] if step is None else step
         if step not in saved:
-            raise CheckpointError(
-                f"--pretrained={workdir}: no checkpoint of step {step}; saved steps: {saved}"
-            )
+            raise CheckpointError(f"{workdir}: no checkpoint of step {step}; saved steps: {saved}")
         s = models.input_size(config)
         dummy = jnp.zeros((1, s, s, data["image_shape"][-1]), jnp.float32)
         shapes = jax.eval_shape(lambda: model.init(keys.stream(config.seed, "init"), dummy))

@@ -298,3 +298,6 @@ def test_load_reads_the_parameters_alone_and_they_are_the_checkpoints(tiny_run):
         CheckpointError, match=r"no checkpoint of step 10000; saved steps: \[5, 10\]"
     ):
         run_dir.load(str(tiny_run), step=10_000)
+    # The library names the directory; the CLI adds its flag (test_bad_input).
+    with pytest.raises(CheckpointError, match=r"^/nonexistent/run: no config.json there"):
+        run_dir.load("/nonexistent/run")
