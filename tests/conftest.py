@@ -108,6 +108,7 @@ def tiny_run(tmp_path_factory):
 EXPENSIVE_FIRST = (
     "test_notebook.py",
     "test_protocol.py",
+    "test_protocol_e2e.py",
     "test_distributed.py",
     "test_sweep.py",
     "test_interop.py",
