@@ -6,7 +6,7 @@ images against a random init of the same model.
 1. pre-trains ``configs/onepfrac.py:quick``: the paper's recipe scaled down (the official
    fixed images, L = 16, on a 128 px canvas cropped to 32 px, RandAugment, erasing,
    mixup/cutmix; a 0.8M-parameter ViT with 16 tokens), 1,600 steps, a third of the small
-   protocol's (about 4 minutes on a 2-core CPU);
+   protocol's (about 3 minutes on a 2-core CPU);
 2. on real Fashion-MNIST when its files are present (else scikit-learn's digits, and it
    says so): (a) fine-tunes on 1k labels for 150 steps with the small protocol's optimiser
    (configs/finetune_small.py) at learning rate 0.1, the value its validation split chose
@@ -14,7 +14,7 @@ images against a random init of the same model.
    validation), for the pre-trained model and a random init from the same starting key;
 3. prints the table, with the committed results of the full small protocol beside it
    (docs/results/search_small: the 4,800-step run over several seeds), and writes
-   ``quickstart.json``. About 7 minutes in all on 2 cores.
+   ``quickstart.json``. About 5 minutes in all on 2 cores (284 s measured 2026-12-07).
 Rerunning resumes finished or interrupted parts from --workdir.
 """
 
