@@ -20,6 +20,11 @@ class _Unreadable(Exception):
     """A checkpoint's files cannot be read (partial or corrupt)."""
 
 
+def _reason(e: Exception) -> str:
+    """orbax's error for a broken file, as one short line: its type and first sentence."""
+    return f"{type(e).__name__}: {' '.join(str(e).split()).split('. ')[0][:200]}"
+
+
 class Checkpoints:
     """``<workdir>/checkpoints/<step>/`` managed by an orbax ``CheckpointManager``."""
 
@@ -117,8 +122,7 @@ class Checkpoints:
                     ),
                 )
             except Exception as e:  # orbax raises several types for broken files
-                reason = " ".join(str(e).split()).split(". ")[0][:200]
-                raise _Unreadable(f"{type(e).__name__}: {reason}") from None
+                raise _Unreadable(_reason(e)) from None
             finally:
                 reader.close()
             return tree["params"]
@@ -134,8 +138,7 @@ class Checkpoints:
         try:
             return self._mgr.restore(step, args=ocp.args.StandardRestore(abstract))
         except Exception as e:  # orbax raises several types for broken files
-            reason = " ".join(str(e).split()).split(". ")[0][:200]
-            raise _Unreadable(f"{type(e).__name__}: {reason}") from None
+            raise _Unreadable(_reason(e)) from None
 
     def _check_params(self, step: int, params, unreadable_ok: bool = False) -> None:
         """Compare the saved parameters' names and shapes with ``params``'s; an unreadable
