@@ -138,12 +138,13 @@ def finetune(
     return summary
 
 
-def linear_probe(model, params, data: Splits, batch_size: int = 256) -> dict[str, dict]:
+def linear_probe(model, params, data: Splits, batch_size: int = 256, fn=None) -> dict[str, dict]:
     """Per-layer ridge probes fitted on ``data``'s training examples, tested on its test
     split: ``{layer: {'accuracy', 'l2', 'val_accuracy'}}`` (``val_accuracy``: on the probe's
     own held-out fifth of the training examples, which chooses the regulariser and the best
-    layer), plus ``'heldout_accuracy'`` on ``data``'s validation split when it has one."""
-    feats = lambda x: probe.extract_features(model, params, x, batch_size)
+    layer), plus ``'heldout_accuracy'`` on ``data``'s validation split when it has one.
+    ``fn``: a :func:`fractaljax.probe.feature_fn` of ``model`` to reuse across calls."""
+    feats = lambda x: probe.extract_features(model, params, x, batch_size, fn=fn)
     val = (feats(data.x_val), data.y_val) if data.has_val else None
     return probe.probe_layers(
         feats(data.x_train), data.y_train, feats(data.x_test), data.y_test, data.num_classes, val

@@ -75,11 +75,7 @@ def make(config: ml_collections.ConfigDict, model, source, workdir: str, cfg) ->
     forward = probe_lib.feature_fn(model)  # compiled once for every call
 
     def run(params) -> dict[str, float]:
-        feats = lambda x: probe_lib.extract_features(model, params, x, fn=forward)
-        probes = probe_lib.probe_layers(
-            feats(data.x_train), data.y_train, feats(data.x_test), data.y_test,
-            data.num_classes, (feats(data.x_val), data.y_val),
-        )  # fmt: skip
+        probes = ft_lib.linear_probe(model, params, data, fn=forward)
         best = probe_lib.best_layer(probes)
         return {
             "probe_last_val_top1": probes["pre_logits"]["heldout_accuracy"],
