@@ -393,6 +393,14 @@ def _save(fig, ax, xlabel: str, ylabel: str, title: str, path: str) -> None:
     plt.close(fig)
 
 
+def diff_text(s: dict, m: str) -> str:
+    """``d +1.6 [+0.6, +2.5]``: a summary row's paired difference of metric ``m`` in points,
+    with its interval where there is one (two seeds or more)."""
+    lo, hi = s[f"{m}_diff_lo"], s[f"{m}_diff_hi"]
+    ci = f" [{100 * lo:+.1f}, {100 * hi:+.1f}]" if np.isfinite(lo) else ""
+    return f"d {100 * s[f'{m}_diff']:+.1f}{ci}"
+
+
 def summary_table(summary: list[dict]) -> str:
     """Mean +- sd over seeds of each metric, and the paired difference to the random init
     of the same seeds with its 95% t interval over seeds, one line per value."""
@@ -412,9 +420,7 @@ def summary_table(summary: list[dict]) -> str:
             if s["seeds"] > 1:  # one seed has no spread to show
                 cell += f" +- {100 * s[f'{m}_sd']:.1f}"
             if f"{m}_diff" in s:
-                lo, hi = s[f"{m}_diff_lo"], s[f"{m}_diff_hi"]
-                ci = f" [{100 * lo:+.1f}, {100 * hi:+.1f}]" if np.isfinite(lo) else ""
-                cell += f" (d {100 * s[f'{m}_diff']:+.1f}{ci})"
+                cell += f" ({diff_text(s, m)})"
             cells += f" {cell:>36}"  # one space at least: a wide cell must not touch
         pct = lambda x: f"{100 * x:.1f}" if x is not None and np.isfinite(x) else "-"
         pre = f"{pct(s.get('pretrain_top1_mean')):>10}"
@@ -615,11 +621,7 @@ def chosen_table(chosen: list[dict]) -> str:
             if c["runner_up"] is not None
             else ""
         )
-        d = ""
-        if f"{m}_diff" in t:
-            lo, hi = t[f"{m}_diff_lo"], t[f"{m}_diff_hi"]
-            ci = f" [{100 * lo:+.1f}, {100 * hi:+.1f}]" if np.isfinite(lo) else ""
-            d = f", d {100 * t[f'{m}_diff']:+.1f}{ci}"
+        d = f", {diff_text(t, m)}" if f"{m}_diff" in t else ""
         lines.append(
             f"{m}: {c['value']} (validation {100 * c['val_mean']:.1f} over {c['seeds']} "
             f"seeds{nxt}) -> test {100 * t[f'{m}_mean']:.1f}{d}"
