@@ -58,11 +58,12 @@ def learning_rate(config: ml_collections.ConfigDict) -> optax.Schedule:
     ``optim.min_lr`` (default 0 for both), all three scaled by ``batch_size / 512`` as the
     official ``train/main.py`` does."""
     o, scale = config.optim, config.batch_size / 512
+    warmup = max(config.warmup_steps, 1)  # optax needs >= 1 warm-up and >= 1 decay step
     return optax.warmup_cosine_decay_schedule(
         o.get("warmup_lr", 0.0) * scale,
         o.lr * scale,
-        max(config.warmup_steps, 1),
-        max(config.total_steps, config.warmup_steps + 1),
+        warmup,
+        max(config.total_steps, warmup + 1),
         end_value=o.get("min_lr", 0.0) * scale,
     )
 

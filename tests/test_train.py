@@ -85,6 +85,9 @@ def test_schedule_warmup_and_floor_scale_with_the_batch():
     np.testing.assert_allclose(float(lr(0)), 5e-7, rtol=1e-5)
     np.testing.assert_allclose(float(lr(10)), 5e-4, rtol=1e-5)
     np.testing.assert_allclose(float(lr(100)), 5e-6, rtol=1e-4)
+    # One step and no warm-up is a valid run (optax alone refuses a zero-length decay).
+    c.total_steps, c.warmup_steps = 1, 0
+    assert np.isfinite(float(train.learning_rate(c)(0)))
 
 
 def test_one_compiled_step_serves_every_learning_rate_and_step_count():
