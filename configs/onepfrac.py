@@ -173,6 +173,10 @@ def vit_ti(c: ml_collections.ConfigDict) -> None:
         every=0, dataset="fashion_mnist", data_dir="", source_dir="", num_train=2000,
         val_size=1000, seed=0,
     )  # fmt: skip
+    c.evals.finetune = dict(  # a short fine-tuning (configs/<recipe>.py), validation top-1
+        every=0, recipe="finetune_small", dataset="fashion_mnist", data_dir="", source_dir="",
+        num_labels=1000, val_size=1000, steps=150, lr=0.1, seed=0,
+    )  # fmt: skip
 
     c.log_every = 500
     c.eval_batch_size = 256

@@ -18,6 +18,9 @@ def with_evals(data_dir: str) -> ml_collections.ConfigDict:
             "task": {"every": 5, "num": 64},
             "probe": {"every": 10, "dataset": "digits", "data_dir": data_dir,
                       "num_train": 300, "val_size": 200},
+            "finetune": {"every": 10, "recipe": "finetune_mini", "dataset": "digits",
+                         "data_dir": data_dir, "num_labels": 300, "val_size": 200, "steps": 20,
+                         "lr": 0.3},
         }
     )  # fmt: skip
     return c
@@ -41,6 +44,11 @@ def test_evaluators_run_at_their_interval_and_leave_the_run_unchanged(tmp_path, 
     assert r["probe_best_val_top1"] >= r["probe_last_val_top1"] - 0.05
     assert r["probe_best_block"] in (-1, 0, 1, 2, 3)
     assert summary["probe_best_val_top1"] == r["probe_best_val_top1"]
+    # A whole fine-tuning run per call, in a scratch directory that is removed after it.
+    assert "finetune_val_top1" not in rows[5]
+    assert 0.2 < r["finetune_val_top1"] <= 1.0  # digits: chance 0.1
+    assert not list((tmp_path / "a").glob("evals_finetune_*"))
+    assert "training" in (tmp_path / "a" / "evals_finetune.log").read_text()
     # Measuring only: the same run without evaluators trains the same weights, and a sweep
     # point's identity and a resume do not see them.
     a, b = final_params(tmp_path / "a"), final_params(tiny_run)  # tiny_config(), no evals

@@ -8,7 +8,14 @@ run`` builds it once (data loaded, functions compiled on first use) and ``run(pa
 * ``task`` (fractaljax/evals/task.py): top-1 on the pre-training classes, clean and
   redrawn with a fresh walk and patches (memorised speckle fails the second);
 * ``probe`` (fractaljax/evals/probe.py): per-layer ridge probes on a downstream set,
-  validation top-1 of the last and the best layer.
+  validation top-1 of the last and the best layer;
+* ``finetune`` (fractaljax/evals/finetune.py): a short fine-tuning run on a downstream set,
+  validation top-1.
+
+The final report of a model (test top-1 of fine-tuning with the learning rate chosen on
+validation, and of the probes with the layer chosen on validation) composes the same pieces:
+fractaljax.finetune.evaluate_transfer, called by fractaljax.sweeps.evaluate_point for every
+sweep point and the quickstart.
 
 Their results go into the same log rows as the loss (stdout, metrics.jsonl, TensorBoard).
 ``config.evals`` changes what is measured, not what is trained: a resume may change it and a
@@ -23,10 +30,10 @@ import jax
 import ml_collections
 
 from fractaljax.errors import ConfigError
-from fractaljax.evals import probe, task
+from fractaljax.evals import finetune, probe, task
 
-EVALUATORS = {"task": task.make, "probe": probe.make}
-CHECKS = {"task": task.check, "probe": probe.check}
+EVALUATORS = {"task": task.make, "probe": probe.make, "finetune": finetune.make}
+CHECKS = {"task": task.check, "probe": probe.check, "finetune": finetune.check}
 
 
 def validate(config: ml_collections.ConfigDict) -> None:
@@ -44,10 +51,10 @@ def validate(config: ml_collections.ConfigDict) -> None:
         CHECKS[name](cfg)
         if not every:
             continue
-        if name == "task" and config.model.get("head", "classes") != "classes":
+        if name in ("task", "finetune") and config.model.get("head", "classes") != "classes":
             raise ConfigError(
-                "evals.task.every: the task evaluator measures class top-1, and "
-                "model.head='mdn' predicts no classes; set --config.evals.task.every=0"
+                f"evals.{name}.every: the {name} evaluator needs a classification head, and "
+                f"model.head='mdn' predicts no classes; set evals.{name}.every=0"
             )
         if jax.process_count() > 1:
             raise ConfigError(
