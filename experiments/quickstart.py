@@ -11,7 +11,10 @@ images against a random init of the same model.
    says so): (a) fine-tunes on 1k labels for 150 steps with the small protocol's optimiser
    (configs/finetune_small.py) at learning rate 0.1, the value its validation split chose
    in every selection of the search, (b) fits per-layer linear probes (the layer chosen on
-   validation), for the pre-trained model and a random init from the same starting key;
+   validation), for the pre-trained model and a random init from the same starting key
+   (both through fractaljax.sweeps.evaluate_point, the chain of every sweep point: the
+   quickstart is a one-point sweep), and measures the pre-training task on the same
+   classes redrawn with a fresh walk (shape, not memorised speckle);
 3. prints the table, with the committed results of the full small protocol beside it
    (docs/results/search_small: the 4,800-step run over several seeds), and writes
    ``quickstart.json``. About 5 minutes in all on 2 cores (284 s measured 2026-12-07).
@@ -29,7 +32,7 @@ from absl import flags
 
 from configs import finetune_small, search_small
 from experiments import _cli as cli
-from fractaljax import downstream, errors, run_dir, train
+from fractaljax import downstream, errors, sweeps, train
 from fractaljax import finetune as ft_lib
 
 _CONFIG = cli.define_config("onepfrac:quick", "Pre-training config file.")
@@ -96,9 +99,7 @@ def reference_lines(variant: str) -> list[str]:
 def main(argv) -> None:
     del argv
     t0 = time.perf_counter()
-    config, workdir = _CONFIG.value, _WORKDIR.value
-    summary = train.train_and_evaluate(config, os.path.join(workdir, "pretrain"))
-    pre, model, params = run_dir.load(os.path.join(workdir, "pretrain"))
+    pre, workdir = _CONFIG.value, _WORKDIR.value
 
     ft = finetune_small.get_config()
     ft.optim.lr_grid = ()  # one value: the one the search's validation chose every time
@@ -109,6 +110,7 @@ def main(argv) -> None:
     if ft.downstream.dataset != "fashion_mnist":
         ft.downstream.val_size = 0  # nothing is chosen on it here; small sets need every image
     ft.seed = pre.seed  # the random-init row fine-tunes from pre's own init key too
+    train.validate(pre)  # before minutes of data loading
     data = ft_lib.load_downstream(
         ft, train.input_size(pre), pre.render.channels, ft.probe_train_limit
     )
@@ -118,23 +120,32 @@ def main(argv) -> None:
         f"{len(data.y_test)} test images, fine-tuning on {n_ft} labels for {ft.total_steps} steps"
     )
 
-    rows = {}
-    rmodel, rparams = ft_lib.random_init(pre, seed=pre.seed)  # its own starting point
-    for name, m, p, init in (
-        ({"onepfrac": "1p-frac"}.get(pre.source.name, pre.source.name), model, params, params),
-        ("random init", rmodel, rparams, None),
-    ):
-        where = os.path.join(workdir, "pretrained" if init is not None else "random_init")
-        rows[name] = ft_lib.evaluate_transfer(m, p, init, data, ft, pre, where)
+    # A one-point sweep: the pre-trained model and the random init it started from, through
+    # the chain every sweep point goes through (fractaljax.sweeps.evaluate_point).
+    label = {"onepfrac": "1p-frac"}.get(pre.source.name, pre.source.name)
+    rows = {
+        label: sweeps.evaluate_point(
+            label, pre, pre.seed, data, ft, os.path.join(workdir, "pretrained"),
+            pre_dir=os.path.join(workdir, "pretrain"),
+        ),
+        "random init": sweeps.evaluate_point(
+            "random init", pre, pre.seed, data, ft, os.path.join(workdir, "random_init")
+        ),
+    }  # fmt: skip
     ft_lib.plot_probe(
         {name: ft_lib.probe_layers_of(r) for name, r in rows.items()},
         os.path.join(workdir, "probe.png"),
         f"linear probes on {ft.downstream.dataset}",
     )
+    r = rows[label]
     result = {
         "dataset": ft.downstream.dataset,
         "pretrain": {
-            k: summary.get(k) for k in ("first_loss", "last_loss", "eval_accuracy", "steps")
+            "first_loss": r["pretrain_first_loss"],
+            "last_loss": r["pretrain_last_loss"],
+            "eval_accuracy": r["pretrain_top1"],
+            "clean_top1": r["pretrain_clean_top1"],
+            "redrawn_top1": r["pretrain_redrawn_top1"],
         },
         "rows": rows,
         "seconds": time.perf_counter() - t0,
@@ -143,10 +154,16 @@ def main(argv) -> None:
         json.dump(result, f, indent=2)
 
     pt = result["pretrain"]
+    redrawn = pt["redrawn_top1"]
     print(
-        f"\n1p-frac pre-training: LPCE {pt['first_loss'] or float('nan'):.3f} -> "
-        f"{pt['last_loss'] or float('nan'):.3f}, clean top-1 "
-        f"{(pt['eval_accuracy'] or 0):.1%} over L={config.source.num_classes} classes"
+        f"\n{label} pre-training: LPCE {pt['first_loss'] or float('nan'):.3f} -> "
+        f"{pt['last_loss'] or float('nan'):.3f}; top-1 over its {pre.source.num_classes} "
+        f"classes {pt['clean_top1']:.1%} on its own images"
+        + (
+            f", {redrawn:.1%} on the same classes redrawn (shape, not speckle)"
+            if redrawn is not None
+            else ""
+        )
     )
     print(f"\ntransfer to {ft.downstream.dataset} (test top-1, %):")
     print(f"{'init':<13}{'fine-tune':>11}{'probe last':>12}{'probe best':>12}  best layer")

@@ -233,15 +233,42 @@ def run_point(
     os.makedirs(point_dir, exist_ok=True)
     with open(os.path.join(point_dir, "identity.json"), "w") as f:
         json.dump(identity, f, indent=2, sort_keys=True, default=str)
-    if value is None and control is None:
-        # The same init key as the pre-trained model of this seed: a paired baseline.
+    pre_dir = None
+    if value is not None or control is not None:
+        # Points that differ only downstream share one pre-training run.
+        pre_dir = here["pretrain_dir"] = pretrain_dir(root, identity)
+    row = evaluate_point(name, pre, seed, data, ft, point_dir, few, pre_dir, here)
+    row["total_seconds"] = time.perf_counter() - t0
+    files.write_atomic(path, json.dumps(row, indent=2))  # done only once written whole
+    write_stored(os.path.join(point_dir, "stored.json"), identity, row)
+    if store and update_store:
+        write_stored(stored, identity, row)
+    return row
+
+
+def evaluate_point(
+    name: str,
+    pre: ml_collections.ConfigDict,
+    seed: int,
+    data: ft_lib.Splits,
+    ft: ml_collections.ConfigDict,
+    point_dir: str,
+    few_labels: int = 0,
+    pre_dir: str | None = None,
+    fields: dict | None = None,
+) -> dict:
+    """The chain of one model, the same for a sweep point and the quickstart: pre-train
+    ``pre`` in ``pre_dir`` (resuming; None: the random init of ``seed``, from the
+    pre-training's own init key, so the pair starts from the same weights), read its weights
+    back, measure its own task (fractaljax.evals.task: clean and redrawn top-1), then its
+    transfer to ``data`` (:func:`evaluate`, in ``point_dir``). ``fields`` go into the row
+    before the transfer metrics (they may override ``init``). Returns the row."""
+    t0 = time.perf_counter()
+    if pre_dir is None:
         model, params = ft_lib.random_init(pre, seed=seed)
         row = {"init": "random", "pretrain_seconds": 0.0}
         init = None
     else:
-        # Points that differ only downstream share one pre-training run.
-        pre_dir = pretrain_dir(root, identity)
-        here["pretrain_dir"] = pre_dir
         s = train.train_and_evaluate(pre, pre_dir)
         pre, model, params = run_dir.load(pre_dir)
         source = sources.make(pre, pre_dir)  # its cache, if any
@@ -257,13 +284,8 @@ def run_point(
             "pretrain_seconds": time.perf_counter() - t0,
         }
         init = params
-    row.update(here)
-    row.update(evaluate(name, model, params, init, data, ft, pre, point_dir, few))
-    row["total_seconds"] = time.perf_counter() - t0
-    files.write_atomic(path, json.dumps(row, indent=2))  # done only once written whole
-    write_stored(os.path.join(point_dir, "stored.json"), identity, row)
-    if store and update_store:
-        write_stored(stored, identity, row)
+    row.update(fields or {})
+    row.update(evaluate(name, model, params, init, data, ft, pre, point_dir, few_labels))
     return row
 
 

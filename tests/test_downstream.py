@@ -200,6 +200,11 @@ def test_quickstart_small(run, tmp_path):
     assert "transfer to digits" in res.stdout and "random init" in res.stdout
     out = json.loads((tmp_path / "qs" / "quickstart.json").read_text())
     assert set(out["rows"]) == {"1p-frac", "random init"}
+    # The sweep's chain (sweeps.evaluate_point): the pre-training task measured, clean and
+    # redrawn, on the pre-trained row only.
+    assert 0.0 <= out["pretrain"]["redrawn_top1"] <= 1.0 and "redrawn" in res.stdout
+    assert out["rows"]["1p-frac"]["init"] == "pretrained"
+    assert out["rows"]["random init"]["init"] == "random"
     for r in out["rows"].values():
         assert r["probe_best_top1"] == r[f"probe_{r['probe_best_layer']}"], r
         assert r["probe_best_top1"] > 0.3, r  # digits, chance 0.1
