@@ -8,6 +8,7 @@ a stack trace. Anything else is a bug and keeps its traceback.
 from __future__ import annotations
 
 import os
+import re
 import sys
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -36,6 +37,59 @@ _DISTRIBUTED = flags.DEFINE_bool(
     False,
     "Join a multi-process run whose processes JAX detects (TPU pod, SLURM, Open MPI).",
 )
+
+
+# Library messages name what the library knows: config fields (``optim.lr``), arguments
+# (``allow_changes=True``) and directories, at the start of the message. A command says how
+# to set each on its command line (:func:`flag_wording`).
+_ARGUMENT_FLAGS = (
+    (r"\ballow_changes=True\b", "--allow_config_change"),
+    (r"\bauto=True\b", "--distributed"),
+    (r"\ba new workdir\b", "a new --workdir"),
+    (r"(?<![\w-])(coordinator_address|num_processes|process_id)\b", r"--\1"),
+)
+# A dotted name that a message starts with (the bad field) or that it tells the user to set:
+# a config field, if the config has it (examples inside a value stay as they are).
+_DOTTED = re.compile(
+    r"(^|\b(?:set|lower|raise|use) )([a-z_][a-z0-9_]*(?:\.[a-z_][a-z0-9_]*)+)(?![\w./-])"
+)
+
+
+def _config_flag_of(field: str) -> str | None:
+    """``--config.<field>`` where a config flag of this command has ``field`` (directly, or
+    in one of its blocks: a sweep config's ``pretrain``/``finetune``), else None."""
+    for name in sorted(_config_flags):
+        try:
+            config = flags.FLAGS[name].value
+        except Exception:  # not parsed, or a config file that failed to load
+            continue
+        if not isinstance(config, ml_collections.ConfigDict):
+            continue
+        blocks = [""] + [
+            f"{k}." for k, v in config.items() if isinstance(v, ml_collections.ConfigDict)
+        ]
+        for block in blocks:
+            try:
+                config_utils.get_field(config, block + field)
+            except UserError:
+                continue
+            return f"--{name}.{block}{field}"
+    return None
+
+
+def flag_wording(message: str) -> str:
+    """A library message in this command's words: a message about a directory or value that
+    a flag gave (it starts with it) names that flag (``runs/x: no config.json`` ->
+    ``--pretrained=runs/x: ...``), config fields become ``--config.<field>`` and library
+    arguments their flags (``allow_changes=True`` -> ``--allow_config_change``)."""
+    for flag in flags.FLAGS.get_flags_for_module(sys.modules["__main__"]):
+        value = flag.value if flags.FLAGS.is_parsed() else None
+        if isinstance(value, str) and value and re.match(rf"{re.escape(value)}[:\s]", message):
+            message = f"--{flag.name}={message}"
+            break
+    for pattern, flag in _ARGUMENT_FLAGS:
+        message = re.sub(pattern, flag, message)
+    return _DOTTED.sub(lambda m: m.group(1) + (_config_flag_of(m.group(2)) or m.group(2)), message)
 
 
 def fail(message: str) -> None:
@@ -233,7 +287,7 @@ def run(
             fail(f"{spec}: {_config_file_error(text)}")
         fail(f"{text} (see --help)")
     except UserError as e:
-        fail(str(e))
+        fail(flag_wording(str(e)))
     except SyntaxError as e:
         fail(f"--config {e.filename}, line {e.lineno}: syntax error ({e.msg}); fix the file")
     except (OSError, KeyError, AttributeError, TypeError, ValueError) as e:
@@ -254,19 +308,7 @@ def run(
             )
         main(rest)
     except UserError as e:  # every bad-input type of fractaljax.errors
-        fail(str(e))
+        fail(flag_wording(str(e)))
     except Preempted as e:  # a checkpoint is saved: a clean stop, not a failure
         print(f"stopped: {e}", flush=True)
         _exit(0)
-
-
-def load_pretrained(path: str):
-    """``run_dir.load`` of a ``--pretrained`` flag's run: the library names the directory,
-    the entry point adds the flag (``error: --pretrained=runs/x: no config.json there ...``)."""
-    from fractaljax import run_dir
-
-    try:
-        return run_dir.load(path)
-    except UserError as e:
-        msg = str(e)  # messages about the directory start with it; others say what they mean
-        raise type(e)(f"--pretrained={msg}" if msg.startswith(path) else msg) from None

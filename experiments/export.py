@@ -25,7 +25,7 @@ import numpy as np
 from absl import flags
 
 from experiments import _cli as cli
-from fractaljax import interop
+from fractaljax import interop, run_dir
 from fractaljax.errors import ConfigError
 
 _PRETRAINED = flags.DEFINE_string("pretrained", None, "A pre-training (or fine-tuning) --workdir.")
@@ -37,7 +37,7 @@ def main(argv) -> None:
     del argv
     if not _PRETRAINED.value or not _OUT.value:
         raise ConfigError("--pretrained and --out are required (see --help)")
-    config, _, params = cli.load_pretrained(_PRETRAINED.value)
+    config, _, params = run_dir.load(_PRETRAINED.value)
     params = interop.unflatten(interop.flatten(params))  # plain NumPy tree
     os.makedirs(os.path.dirname(os.path.abspath(_OUT.value)), exist_ok=True)
     if _FORMAT.value == "timm":

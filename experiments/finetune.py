@@ -21,7 +21,7 @@ from absl import flags
 
 from experiments import _cli as cli
 from fractaljax import finetune as ft_lib
-from fractaljax import train
+from fractaljax import run_dir, train
 
 _CONFIG = cli.define_config("finetune_mini", "Fine-tuning config file.")
 _PRETRAINED = flags.DEFINE_string("pretrained", None, "Pre-training --workdir.", required=True)
@@ -32,7 +32,7 @@ _RANDOM = flags.DEFINE_bool("random_init", False, "Start from a random init, not
 def main(argv) -> None:
     del argv
     cfg = _CONFIG.value
-    pre, _, params = cli.load_pretrained(_PRETRAINED.value)
+    pre, _, params = run_dir.load(_PRETRAINED.value)
     init_params = None if _RANDOM.value else params
     grid = ft_lib.lr_grid(cfg)
     if len(grid) > 1:  # one run per learning rate, the best on validation kept

@@ -36,7 +36,7 @@ from absl import flags
 
 from experiments import _cli as cli
 from fractaljax import inference as inf
-from fractaljax import sources, train
+from fractaljax import run_dir, sources, train
 from fractaljax.errors import ConfigError, DataError
 
 _PRETRAINED = flags.DEFINE_string("pretrained", None, "A 1p-frac pre-training --workdir.")
@@ -95,7 +95,7 @@ def main(argv) -> None:
             f"--pretrained={_PRETRAINED.value}: a {name} pre-training; inference "
             "needs a 1p-frac run (its classes are perturbations of one fractal)"
         )
-    pre, model, params = cli.load_pretrained(_PRETRAINED.value)
+    pre, model, params = run_dir.load(_PRETRAINED.value)
     src = sources.make(pre)
     gen = inf.generator(src, _NOISE.value, _POOL.value)
     size, ch = src.spec.image_size, src.spec.channels

@@ -39,7 +39,7 @@ from absl import flags
 
 from configs import fractaldb, onepfrac, real_image
 from experiments import _cli as cli
-from fractaljax import downstream, sources, train
+from fractaljax import downstream, run_dir, sources, train
 from fractaljax import inference as inf
 from fractaljax import render as render_lib
 from fractaljax.errors import ConfigError
@@ -581,7 +581,7 @@ def main(argv) -> None:
         raise ConfigError(f"--sweep_csv={_SWEEP_CSV.value}: no such file")
     if _IS_SIMS.value > _SIMS.value:
         raise ConfigError(f"--is_sims={_IS_SIMS.value}: at most --sims={_SIMS.value}")
-    pre, model, params = cli.load_pretrained(_PRETRAINED.value)
+    pre, model, params = run_dir.load(_PRETRAINED.value)
     if train.head(pre) == "mdn":
         os.makedirs(_OUT.value, exist_ok=True)
         t0 = time.time()

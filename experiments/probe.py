@@ -18,7 +18,7 @@ from absl import flags
 
 from experiments import _cli as cli
 from fractaljax import finetune as ft_lib
-from fractaljax import probe, train
+from fractaljax import probe, run_dir, train
 
 _CONFIG = cli.define_config("finetune_mini", "Downstream config file.")
 _PRETRAINED = flags.DEFINE_string("pretrained", None, "Pre-training --workdir.", required=True)
@@ -29,7 +29,7 @@ _RANDOM = flags.DEFINE_bool("random_baseline", True, "Also probe a random init o
 def main(argv) -> None:
     del argv
     cfg = _CONFIG.value
-    pre, model, params = cli.load_pretrained(_PRETRAINED.value)
+    pre, model, params = run_dir.load(_PRETRAINED.value)
     data = ft_lib.load_downstream(
         cfg, train.input_size(pre), pre.render.channels, cfg.probe_train_limit
     )

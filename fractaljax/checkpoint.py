@@ -82,7 +82,7 @@ class Checkpoints:
             self.close()
             raise CheckpointError(
                 f"no readable checkpoint in {self.directory} (steps {bad}); move them away to "
-                "start again, or use a new --workdir"
+                "start again, or use a new workdir"
             )
         return 0, None
 
@@ -99,7 +99,7 @@ class Checkpoints:
             self.close()  # stop orbax's threads before the program exits
             raise CheckpointError(
                 f"checkpoint {self.directory}/{step} is unreadable ({e}); move it away to "
-                "resume from the one before, or use a new --workdir"
+                "resume from the one before, or use a new workdir"
             ) from None
 
     def restore_params(self, step: int, like):
@@ -156,7 +156,7 @@ class Checkpoints:
             self.close()
             raise CheckpointError(
                 f"checkpoint {self.directory}/{step} has no readable parameters "
-                f"({type(e).__name__}); move it away, or use a new --workdir"
+                f"({type(e).__name__}); move it away, or use a new workdir"
             ) from None
         wanted = shapes(params)
         diff = sorted(k for k in saved.keys() | wanted.keys() if saved.get(k) != wanted.get(k))
@@ -166,7 +166,7 @@ class Checkpoints:
             raise CheckpointError(
                 f"checkpoint {self.directory}/{step} is of another model: params{k} is "
                 f"{saved.get(k, 'absent')} there, {wanted.get(k, 'absent')} in this config; "
-                f"use a new --workdir for a new model"
+                f"use a new workdir for a new model"
             )
 
     def close(self) -> None:

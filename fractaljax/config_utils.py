@@ -69,10 +69,10 @@ def with_field(config: ml_collections.ConfigDict, path: str, value) -> ml_collec
 def parse_vary(config: ml_collections.ConfigDict, spec: str) -> tuple[str, list]:
     """``'source.delta=0.001,0.01,0.1'`` -> ``('source.delta', [0.001, 0.01, 0.1])``."""
     if "=" not in spec:
-        raise ConfigError(f"--vary={spec!r}: expected FIELD=V1,V2,... e.g. source.delta=0.01,0.1")
+        raise ConfigError(f"{spec}: expected FIELD=V1,V2,... e.g. source.delta=0.01,0.1")
     path, values = spec.split("=", 1)
     old = get_field(config, path)
     vals = [parse_value(path, old, v.strip()) for v in values.split(",") if v.strip()]
     if not vals:
-        raise ConfigError(f"--vary={spec!r}: no values after '='")
+        raise ConfigError(f"{spec}: no values after '='")
     return path, vals

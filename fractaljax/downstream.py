@@ -181,8 +181,8 @@ def _missing_fashion(src: str) -> str:
     return (
         f"dataset fashion_mnist: idx files not found in {src}; install them with "
         f"'apt-get install -y dataset-fashion-mnist' (Debian), set "
-        f"--config.downstream.source_dir to a folder holding them, or use "
-        f"--config.downstream.dataset=digits"
+        f"downstream.source_dir to a folder holding them, or use "
+        f"downstream.dataset=digits"
     )
 
 
@@ -205,7 +205,7 @@ def _prepare(name: str, data_dir: str, source_dir: str | None) -> str:
             f'with internet run: python -c "import tensorflow_datasets as tfds; '
             f"tfds.builder('{name}', data_dir='{data_dir}', file_format='array_record')"
             f".download_and_prepare()\" (needs pip install '.[tf]'), or set "
-            f"--config.downstream.data_dir; offline sets here: fashion_mnist, digits"
+            f"downstream.data_dir; offline sets here: fashion_mnist, digits"
         )
     if _prepared(name, data_dir):  # a standard TFDS copy wins when it is there
         return name
@@ -232,7 +232,7 @@ def _prepare(name: str, data_dir: str, source_dir: str | None) -> str:
                 builder.download_and_prepare()
     except OSError as e:
         raise DataError(
-            f"--config.downstream.data_dir={data_dir}: cannot prepare {name} there ({e}); "
+            f"downstream.data_dir={data_dir}: cannot prepare {name} there ({e}); "
             f"pick a writable directory"
         ) from None
     finally:

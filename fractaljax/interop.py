@@ -121,7 +121,7 @@ def _get(sd: dict, name: str, shape: tuple, path: str) -> np.ndarray:
     if name not in sd:
         raise CheckpointError(
             f"{path}: no tensor {name!r}; not a timm VisionTransformer state dict of this "
-            "shape (export it with timm's ViT, or pick the matching --config.model.variant)"
+            "shape (export it with timm's ViT, or pick the matching model.variant)"
         )
     a = np.asarray(sd[name], np.float32)
     if a.shape != tuple(shape):

@@ -39,7 +39,7 @@ def prepare(workdir: str, config: ml_collections.ConfigDict | None = None) -> No
         os.remove(probe)
     except OSError as e:
         raise UserError(
-            f"--workdir={workdir}: not writable ({e.strerror}); pick a directory you can write"
+            f"{workdir}: not writable ({e.strerror}); pick a directory you can write"
         ) from None
     if config is not None:
         record_config(workdir, config)
@@ -173,9 +173,9 @@ def check_resume(
         shown = ", ".join(f"{k} ({changes[k][0]!r} -> {changes[k][1]!r})" for k in unsafe[:4])
         more = f" and {len(unsafe) - 4} more" if len(unsafe) > 4 else ""
         raise ConfigError(
-            f"--workdir={workdir} holds a run at step {step} whose config differs in "
-            f"{shown}{more}; use a new --workdir, or pass --allow_config_change to continue "
-            "with the change (recorded in config_changes.jsonl)"
+            f"{workdir}: holds a run at step {step} whose config differs in {shown}{more}; "
+            "use a new workdir, or continue with the change (allow_changes=True; it is "
+            "recorded in config_changes.jsonl)"
         )
     if not sharding.is_primary():
         return
@@ -233,8 +233,7 @@ def read_config(workdir: str) -> ml_collections.ConfigDict:
     path = os.path.join(workdir, "config.json")
     if not os.path.exists(path):
         raise CheckpointError(
-            f"{workdir}: no config.json there; give the workdir of a pre-training run "
-            "(python -m experiments.pretrain --workdir ...)"
+            f"{workdir}: no config.json there; give the workdir of a pre-training run"
         )
     with open(path) as f:
         return ml_collections.ConfigDict(json.load(f))

@@ -57,7 +57,7 @@ def initialize_distributed(
     address = coordinator_address or os.environ.get("JAX_COORDINATOR_ADDRESS") or None
     n = num_processes if num_processes is not None else _env_int("JAX_NUM_PROCESSES")
     pid = process_id if process_id is not None else _env_int("JAX_PROCESS_ID")
-    given = {"--coordinator_address": address, "--num_processes": n, "--process_id": pid}
+    given = {"coordinator_address": address, "num_processes": n, "process_id": pid}
     if not auto:
         if n == 1 or all(v is None for v in given.values()):
             return False
@@ -65,13 +65,13 @@ def initialize_distributed(
         if missing:
             raise ConfigError(
                 f"{', '.join(missing)} missing: a multi-process run needs "
-                "--coordinator_address, --num_processes and --process_id together (or "
-                "--distributed to detect them on a TPU pod, SLURM or Open MPI)"
+                "coordinator_address, num_processes and process_id together (or auto=True "
+                "to detect them on a TPU pod, SLURM or Open MPI)"
             )
     if n is not None and n < 1:
-        raise ConfigError(f"--num_processes={n}: must be >= 1")
+        raise ConfigError(f"num_processes={n}: must be >= 1")
     if n is not None and pid is not None and not 0 <= pid < n:
-        raise ConfigError(f"--process_id={pid}: must be in [0, {n}) for --num_processes={n}")
+        raise ConfigError(f"process_id={pid}: must be in [0, {n}) for num_processes={n}")
     # Only the CPU client reads this; GPUs and TPUs have their own collectives.
     jax.config.update("jax_cpu_collectives_implementation", "gloo")
     global _JOINED
@@ -81,9 +81,9 @@ def initialize_distributed(
     except (RuntimeError, ValueError) as e:
         reason = " ".join(str(e).split())[:200]
         raise UserError(
-            f"jax.distributed.initialize failed ({reason}); check --coordinator_address "
-            "(host:port of process 0, reachable from every process), --num_processes and "
-            "--process_id, or drop them for a one-process run"
+            f"jax.distributed.initialize failed ({reason}); check coordinator_address "
+            "(host:port of process 0, reachable from every process), num_processes and "
+            "process_id, or drop them for a one-process run"
         ) from None
     print(
         f"jax.distributed: process {jax.process_index()} of {jax.process_count()}, "

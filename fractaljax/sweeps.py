@@ -674,6 +674,6 @@ def paired_with(cfg) -> tuple:
             raise ConfigError(
                 f"sweep.paired_with={value!r}: not a value of sweep.grid "
                 f"{tuple(cfg.sweep.grid)}; add it to the grid (a stored point costs nothing) "
-                "or set --config.sweep.paired_with=()"
+                "or set sweep.paired_with=()"
             )
     return values

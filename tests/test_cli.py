@@ -53,3 +53,25 @@ def test_help_names_required_flags_and_the_multiprocess_ones():
     ).stdout
     assert "--workdir: Run directory (resumed if it has checkpoints). (required)" in out
     assert "multi-process flags" in out and "--coordinator_address" in out
+
+
+def test_library_errors_name_fields_and_the_entry_points_add_the_flags():
+    """No error raised in fractaljax/ names a command-line flag (a library user has none):
+    it names the config field, argument or directory, and experiments/_cli.flag_wording
+    turns those into flags (pinned end to end by test_bad_input's needles)."""
+    import glob
+
+    offenders = []
+    for path in glob.glob(os.path.join(REPO, "fractaljax", "**", "*.py"), recursive=True):
+        with open(path) as f:
+            tree = ast.parse(f.read())
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Raise) and node.exc is not None:
+                text = "".join(
+                    n.value
+                    for n in ast.walk(node.exc)
+                    if isinstance(n, ast.Constant) and isinstance(n.value, str)
+                )
+                if " --" in f" {text}" or "=--" in text:
+                    offenders.append(f"{os.path.relpath(path, REPO)}:{node.lineno}: {text[:80]}")
+    assert not offenders, "\n".join(offenders)

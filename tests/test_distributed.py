@@ -122,9 +122,9 @@ def test_distributed_flags_must_come_together(monkeypatch):
         monkeypatch.delenv(name, raising=False)
     assert sharding.initialize_distributed() is False  # one host: a no-op
     assert sharding.initialize_distributed(num_processes=1, process_id=0) is False
-    with pytest.raises(ConfigError, match="--process_id missing"):
+    with pytest.raises(ConfigError, match="process_id missing"):
         sharding.initialize_distributed("localhost:1234", 2, None)
-    with pytest.raises(ConfigError, match="--process_id=2: must be in"):
+    with pytest.raises(ConfigError, match="process_id=2: must be in"):
         sharding.initialize_distributed("localhost:1234", 2, 2)
     monkeypatch.setenv("JAX_NUM_PROCESSES", "two")
     with pytest.raises(ConfigError, match="JAX_NUM_PROCESSES='two'"):

@@ -31,7 +31,7 @@ def test_resume_with_a_changed_config_stops_unless_allowed(tmp_path):
     changed = tiny_config(total_steps=10, batch_size=8, **{"source.delta": 0.3})
     with pytest.raises(ConfigError, match=r"source.delta \(0.1 -> 0.3\)") as e:
         train.train_and_evaluate(changed, str(tmp_path))
-    assert "batch_size (16 -> 8)" in str(e.value) and "--allow_config_change" in str(e.value)
+    assert "batch_size (16 -> 8)" in str(e.value) and "allow_changes=True" in str(e.value)
     assert (tmp_path / "config.json").read_text() == before  # the record is untouched
     assert sorted(os.listdir(tmp_path / "checkpoints")) == ["5"]
     # Allowed: it goes ahead, and the record says what changed and when.
