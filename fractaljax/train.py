@@ -52,6 +52,8 @@ from fractaljax.losses import lpce
 from fractaljax.metrics import MetricWriter, format_duration
 from fractaljax.models import DTYPES, HEADS, head, input_size, make_model, num_outputs  # noqa: F401
 
+# ---- Schedule and optimiser --------------------------------------------------------------
+
 
 def learning_rate(config: ml_collections.ConfigDict) -> optax.Schedule:
     """Linear warm-up from ``optim.warmup_lr`` to ``optim.lr``, then cosine decay to
@@ -128,6 +130,9 @@ def make_optimizer(config: ml_collections.ConfigDict, schedule: optax.Schedule):
     return tx
 
 
+# ---- Config checks and stop signals ------------------------------------------------------
+
+
 def validate(config: ml_collections.ConfigDict) -> None:
     """Check the run-level fields; sources, model and augmentation check their own."""
     config_utils.check_finite(config)
@@ -195,6 +200,9 @@ def _stop_agreed(stop: _StopRequest, done: int, boundary: bool) -> bool:
     if not boundary and done % STOP_SYNC_EVERY:
         return False
     return bool(np.any(multihost_utils.process_allgather(np.int32(local))))
+
+
+# ---- The step: render, augment, update (one jit) -----------------------------------------
 
 
 def make_train_step(config, model, source, mesh, state_sharding=None) -> Callable:
@@ -318,6 +326,9 @@ def make_eval_step(config, model, source) -> Callable:
     return eval_step
 
 
+# ---- State: initialisation, transfer, set-up of a run ------------------------------------
+
+
 def init_key(seed: int) -> jax.Array:
     """The model-initialisation key of a run with ``seed``."""
     return keys.stream(seed, "init")
@@ -410,6 +421,9 @@ def _set_up(config, workdir, source, allow_changes, mesh):
     return source, model, state, ckpt, start, restored
 
 
+# ---- The loop ----------------------------------------------------------------------------
+
+
 def train_and_evaluate(
     config: ml_collections.ConfigDict,
     workdir: str,
@@ -440,6 +454,8 @@ def train_and_evaluate(
       A summary: ``first_loss``, ``last_loss``, eval metrics, ``steps``, ``seconds``,
       ``img_per_s``, ``step_time``.
     """
+    # Phase 1, set-up: checks, the source, the model and its state (new or restored), the
+    # evaluators. Bad input here leaves no new workdir behind.
     validate(config)
     mesh = sharding.data_mesh()
     sharding.check_batch(config.batch_size, mesh)
@@ -485,6 +501,7 @@ def train_and_evaluate(
             f"of the train state split over {mesh.devices.size} devices",
             flush=True,
         )
+    # Phase 2, compile: the step and the fixed-batch check, once for every learning rate.
     train_step = make_train_step(config, model, source, mesh, layout)
     lrs = learning_rates(config)
     eval_step = make_eval_step(config, model, eval_source or source)
@@ -511,6 +528,8 @@ def train_and_evaluate(
         history.append(m)
         return m
 
+    # Phase 3, the loop: a step per iteration; on log steps the metrics, the fixed batch and
+    # the evaluators due; on checkpoint steps (and on a stop signal) a checkpoint.
     stack = contextlib.ExitStack()
     try:
         stop = stack.enter_context(_StopRequest())
@@ -555,6 +574,8 @@ def train_and_evaluate(
         stack.close()
         writer.close()
         ckpt.close()
+    # Phase 4, the record: summary.json, which callers and a rerun read (the weights are read
+    # back with run_dir.load: a run may have finished in another process or invocation).
     summary["seconds"] = time.perf_counter() - t_start
     run_dir.write_summary(workdir, summary)
     return summary
