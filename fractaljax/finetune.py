@@ -1,13 +1,14 @@
 """Downstream evaluation of a (pre-trained or random) ViT on a real labelled set:
 full fine-tuning on a labelled subset, and per-layer linear probes.
 
-Both reuse the pre-training machinery: fine-tuning is ``train.train_and_evaluate`` with an
+Both reuse the pre-training machinery: fine-tuning is ``train.run`` with an
 :class:`fractaljax.downstream.ArraySource` and a new head; probes are
 :func:`fractaljax.probe.probe_layers` on frozen features.
 """
 
 from __future__ import annotations
 
+import functools
 import os
 import time
 from typing import NamedTuple
@@ -17,7 +18,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from fractaljax import augment, downstream, probe, run_dir, train
+from fractaljax import augment, downstream, probe, train
 from fractaljax.augment import normalize
 from fractaljax.errors import ConfigError
 
@@ -78,13 +79,18 @@ def load_downstream(
 
 
 def predict(model, params, images: jax.Array, batch_size: int = 256) -> np.ndarray:
-    """Arg-max predictions ``int[N]``, in fixed-size batches (one compile)."""
+    """Arg-max predictions ``int[N]``, in fixed-size batches."""
+    forward = _predict_fn(model)
+    return probe.map_batches(lambda x: forward(params, x), images, batch_size)
 
-    @jax.jit
-    def forward(x):
-        return jnp.argmax(model.apply({"params": params}, normalize(x))[0], -1)
 
-    return probe.map_batches(forward, images, batch_size)
+@functools.lru_cache(maxsize=16)
+def _predict_fn(model):
+    """``jit((params, images) -> labels)`` of a model (Flax modules hash by their fields):
+    the parameters are an argument, not constants baked into the program, so every
+    fine-tuned model of one architecture shares one compiled program."""
+    logits = lambda params, x: model.apply({"params": params}, normalize(x))[0]
+    return jax.jit(lambda params, x: jnp.argmax(logits(params, x), -1))
 
 
 def run_config(ft: ml_collections.ConfigDict, pre: ml_collections.ConfigDict):
@@ -128,10 +134,9 @@ def finetune(
     arrays = lambda i: (jnp.asarray(data.x_train[i]), jnp.asarray(data.y_train[i]))
     src = downstream.ArraySource(*arrays(slice(n)), data.num_classes, data.name)
     val = downstream.ArraySource(*arrays(held), data.num_classes, data.name)
-    summary = train.train_and_evaluate(
+    summary, model, params, _ = train.run(
         cfg, workdir, source=src, init_params=init_params, eval_source=val
     )
-    _, model, params = run_dir.load(workdir)
     summary["test_accuracy"] = float((predict(model, params, data.x_test) == data.y_test).mean())
     if data.has_val:
         summary["val_accuracy"] = float((predict(model, params, data.x_val) == data.y_val).mean())

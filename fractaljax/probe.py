@@ -9,6 +9,7 @@ split from a log grid; one eigendecomposition of X^T X serves the whole grid.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
 
 import jax
@@ -31,9 +32,11 @@ def map_batches(fn, images: jax.Array, batch_size: int = 256):
     return jax.tree.map(lambda *a: np.concatenate(a), *outs)
 
 
+@functools.lru_cache(maxsize=16)
 def feature_fn(model, normalize=None) -> Callable:
     """``jit((params, images) -> {layer: features})``: the parameters are an argument, so
-    one compiled program serves every checkpoint (an evaluator calls it many times)."""
+    one compiled program serves every checkpoint (an evaluator calls it many times); one
+    per model (Flax modules hash by their fields), shared by every call."""
     from fractaljax.augment import normalize as default_normalize
 
     norm = normalize or default_normalize

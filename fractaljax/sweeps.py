@@ -28,7 +28,7 @@ import time
 import ml_collections
 import numpy as np
 
-from fractaljax import config_utils, files, run_dir, sources, stats, train
+from fractaljax import config_utils, files, run_dir, stats, train
 from fractaljax import finetune as ft_lib
 from fractaljax.errors import ConfigError
 from fractaljax.evals import task as evals_task
@@ -269,10 +269,9 @@ def evaluate_point(
         row = {"init": "random", "pretrain_seconds": 0.0}
         init = None
     else:
-        s = train.train_and_evaluate(pre, pre_dir)
-        pre, model, params = run_dir.load(pre_dir)
-        source = sources.make(pre, pre_dir)  # its cache, if any
-        task = evals_task.task_accuracies(model, params, source, pre)
+        s, model, params, source = train.run(pre, pre_dir)
+        num = pre.get("evals", {}).get("task", {}).get("num", 2048)
+        task = evals_task.task_accuracies(model, params, source, pre, num=num)
         row = {
             "init": "pretrained",
             "pretrain_first_loss": s.get("first_loss"),

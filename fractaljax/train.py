@@ -29,7 +29,7 @@ import signal
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -424,6 +424,17 @@ def _set_up(config, workdir, source, allow_changes, mesh):
 # ---- The loop ----------------------------------------------------------------------------
 
 
+class Trained(NamedTuple):
+    """What :func:`run` hands back: the summary (as in ``summary.json``), and the trained
+    model, its parameters (the final step's, as saved) and the source it trained on, for
+    callers that go on to evaluate it without reading it back from disk."""
+
+    summary: dict[str, Any]
+    model: Any
+    params: Any
+    source: Any
+
+
 def train_and_evaluate(
     config: ml_collections.ConfigDict,
     workdir: str,
@@ -434,6 +445,24 @@ def train_and_evaluate(
     allow_changes: bool = False,
     eval_source=None,
 ) -> dict[str, Any]:
+    """:func:`run`'s summary alone (the run's weights stay in ``workdir``:
+    ``run_dir.load(workdir)`` reads them back)."""
+    return run(
+        config, workdir, stop_at, source=source, init_params=init_params,
+        allow_changes=allow_changes, eval_source=eval_source,
+    ).summary  # fmt: skip
+
+
+def run(
+    config: ml_collections.ConfigDict,
+    workdir: str,
+    stop_at: int | None = None,
+    *,
+    source=None,
+    init_params: dict | None = None,
+    allow_changes: bool = False,
+    eval_source=None,
+) -> Trained:
     """Train ``config`` in ``workdir`` (resuming from its latest checkpoint).
 
     ``stop_at`` ends this invocation early at that step (saving a checkpoint there), as a
@@ -448,11 +477,13 @@ def train_and_evaluate(
 
     SIGTERM or SIGINT (pre-emption, Ctrl-C) end the loop at the next step boundary with a
     checkpoint there, then raise :class:`~fractaljax.errors.Preempted`. A run that already
-    reached ``total_steps`` returns the summary it wrote then (``summary.json``).
+    reached ``total_steps`` returns the summary it wrote then (``summary.json``) and the
+    parameters of its last checkpoint.
 
     Returns:
-      A summary: ``first_loss``, ``last_loss``, eval metrics, ``steps``, ``seconds``,
-      ``img_per_s``, ``step_time``.
+      :class:`Trained`: the summary (``first_loss``, ``last_loss``, eval metrics, ``steps``,
+      ``seconds``, ``img_per_s``, ``step_time``), the model, its trained parameters and the
+      source.
     """
     # Phase 1, set-up: checks, the source, the model and its state (new or restored), the
     # evaluators. Bad input here leaves no new workdir behind.
@@ -475,7 +506,7 @@ def train_and_evaluate(
     if done_before:
         ckpt.close()  # a finished run: its summary, not an empty one
         print(f"{workdir}: finished earlier at step {start}", flush=True)
-        return finished
+        return Trained(finished, model, restored["params"], source)
     if start:
         state = state.replace(**restored)
         print(f"resumed from {ckpt.directory}/{start}", flush=True)
@@ -578,4 +609,4 @@ def train_and_evaluate(
     # back with run_dir.load: a run may have finished in another process or invocation).
     summary["seconds"] = time.perf_counter() - t_start
     run_dir.write_summary(workdir, summary)
-    return summary
+    return Trained(summary, model, state.params, source)
