@@ -19,6 +19,24 @@ def preset(name: str) -> str:
     return os.path.join(CONFIG_DIR, f"{name}.py") + (f":{arg}" if arg else "")
 
 
+def block_fields(
+    cfg: ml_collections.ConfigDict, defaults: dict, prefix: str, positive_ints=(), note: str = ""
+) -> dict:
+    """``cfg`` over ``defaults`` as a dict, after checking that it names only known fields
+    (those of ``defaults``, and ``every``) and that each of ``positive_ints`` is an integer
+    >= 1 (``note`` says why, after the error); ``prefix`` names the block in errors."""
+    unknown = sorted(set(cfg) - set(defaults) - {"every"})
+    if unknown:
+        raise ConfigError(
+            f"{prefix}.{unknown[0]}: no such field; the fields are {sorted(defaults)}"
+        )
+    c = {**defaults, **cfg.to_dict()}
+    for name in positive_ints:
+        if not isinstance(c[name], int) or c[name] < 1:
+            raise ConfigError(f"{prefix}.{name}={c[name]}: must be an integer >= 1{note}")
+    return c
+
+
 def check_finite(config: ml_collections.ConfigDict, prefix: str = "") -> None:
     """Raise :class:`ConfigError` naming the first NaN or infinite number in ``config``
     (tuples included): no fractaljax field means anything with one, and range checks written

@@ -435,22 +435,10 @@ class Trained(NamedTuple):
     source: Any
 
 
-def train_and_evaluate(
-    config: ml_collections.ConfigDict,
-    workdir: str,
-    stop_at: int | None = None,
-    *,
-    source=None,
-    init_params: dict | None = None,
-    allow_changes: bool = False,
-    eval_source=None,
-) -> dict[str, Any]:
-    """:func:`run`'s summary alone (the run's weights stay in ``workdir``:
-    ``run_dir.load(workdir)`` reads them back)."""
-    return run(
-        config, workdir, stop_at, source=source, init_params=init_params,
-        allow_changes=allow_changes, eval_source=eval_source,
-    ).summary  # fmt: skip
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *args, **kw) -> dict:
+    """:func:`run` (same arguments), returning its summary alone: the run's weights stay in
+    ``workdir`` (``run_dir.load(workdir)`` reads them back)."""
+    return run(config, workdir, *args, **kw).summary
 
 
 def run(

@@ -69,6 +69,10 @@ def test_evaluators_run_at_their_interval_and_leave_the_run_unchanged(tmp_path, 
             r"evals.task.every=3: must be 0 \(off\) or a positive multiple of log_every=5",
         ),
         ({"task": {"every": -5}}, "evals.task.every=-5"),
+        ({"finetune": {"every": 5, "lr": 0.0}}, "evals.finetune.lr=0.0: must be > 0"),
+        ({"finetune": {"every": 5, "steps": 0}}, "evals.finetune.steps=0: must be an integer"),
+        ({"finetune": {"every": 5, "recipe": "nope"}}, "no fine-tuning config configs/nope.py"),
+        ({"probe": {"every": 5, "nope": 1}}, "evals.probe.nope: no such field"),
     ],
 )
 def test_bad_evaluator_config_is_a_config_error(evals_block, match):

@@ -26,7 +26,7 @@ from collections.abc import Callable
 
 import ml_collections
 
-from fractaljax import models
+from fractaljax import config_utils, models
 from fractaljax.errors import ConfigError, Preempted, UserError
 
 DEFAULTS = dict(
@@ -36,21 +36,15 @@ DEFAULTS = dict(
 
 
 def check(cfg: ml_collections.ConfigDict) -> None:
-    """The block's own fields: known names, positive sizes and learning rate."""
-    unknown = sorted(set(cfg) - set(DEFAULTS) - {"every"})
-    if unknown:
-        raise ConfigError(
-            f"evals.finetune.{unknown[0]}: no such field; the fields are {sorted(DEFAULTS)}"
-        )
-    c = {**DEFAULTS, **cfg.to_dict()}
-    for name in ("num_labels", "val_size", "steps"):
-        if not isinstance(c[name], int) or c[name] < 1:
-            raise ConfigError(
-                f"evals.finetune.{name}={c[name]}: must be an integer >= 1 (it reports "
-                "validation accuracy, never test)"
-            )
+    """The block's own fields: known names, positive sizes and learning rate, a recipe in
+    configs/."""
+    c = config_utils.block_fields(
+        cfg, DEFAULTS, "evals.finetune", ("num_labels", "val_size", "steps"),
+        " (it reports validation accuracy, never test)",
+    )  # fmt: skip
     if not (isinstance(c["lr"], (int, float)) and c["lr"] > 0):
         raise ConfigError(f"evals.finetune.lr={c['lr']}: must be > 0")
+    run_config(cfg)  # the recipe exists
 
 
 def run_config(cfg: ml_collections.ConfigDict) -> ml_collections.ConfigDict:

@@ -18,9 +18,9 @@ from collections.abc import Callable
 
 import ml_collections
 
-from fractaljax import models
+from fractaljax import config_utils, models
 from fractaljax import probe as probe_lib
-from fractaljax.errors import ConfigError, UserError
+from fractaljax.errors import UserError
 
 DEFAULTS = dict(
     dataset="fashion_mnist", data_dir="", source_dir="", num_train=2000, val_size=1000, seed=0
@@ -29,18 +29,10 @@ DEFAULTS = dict(
 
 def check(cfg: ml_collections.ConfigDict) -> None:
     """The block's own fields: known names, at least one training and one validation image."""
-    unknown = sorted(set(cfg) - set(DEFAULTS) - {"every"})
-    if unknown:
-        raise ConfigError(
-            f"evals.probe.{unknown[0]}: no such field; the fields are {sorted(DEFAULTS)}"
-        )
-    c = {**DEFAULTS, **cfg.to_dict()}
-    for name in ("num_train", "val_size"):
-        if not isinstance(c[name], int) or c[name] < 1:
-            raise ConfigError(
-                f"evals.probe.{name}={c[name]}: must be an integer >= 1 (the probe reports "
-                "validation accuracy, never test)"
-            )
+    config_utils.block_fields(
+        cfg, DEFAULTS, "evals.probe", ("num_train", "val_size"),
+        " (the probe reports validation accuracy, never test)",
+    )  # fmt: skip
 
 
 def layer_depth(name: str) -> int:
