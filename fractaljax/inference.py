@@ -33,6 +33,7 @@ identifiability all work on Generator and Weighted; it splits when a second gene
 
 from __future__ import annotations
 
+import functools
 import math
 import time
 from collections.abc import Callable
@@ -743,15 +744,16 @@ def timed(fn: Callable, *args) -> tuple[Any, float]:
 
 def network_fn(config, model, params) -> Callable[[jax.Array], tuple[jax.Array, jax.Array]]:
     """``images float32[B, H, W, C]`` (the canvas) -> ``(logits [B, L], pre_logits [B, D])``
-    of a pre-trained network, with its input resize and normalisation; jitted."""
+    of a pre-trained network, with its input resize and normalisation; jitted, with the
+    parameters an argument of the program (not constants compiled into it)."""
     from fractaljax import augment, models
 
     size = models.input_size(config)
     method = augment.interpolation(config.augment)
 
     @jax.jit
-    def fn(images):
-        logits, aux = model.apply({"params": params}, augment.model_input(images, size, method))
+    def fn(p, images):
+        logits, aux = model.apply({"params": p}, augment.model_input(images, size, method))
         return logits, aux["pre_logits"]
 
-    return fn
+    return functools.partial(fn, params)
