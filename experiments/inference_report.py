@@ -380,9 +380,14 @@ def head_amortization(gen, net, share, key, num: int = 16) -> dict:
 
 def head_calibration(gen, net, share, key, num: int, num_is: int, sharpen: float = 4.0):
     """SBC per dimension and expected coverage of central intervals for the head alone
-    (``num`` simulations) and with IS (``num_is``), and for the head made over-confident
-    (its component scales / ``sharpen``), which both must flag alone."""
+    (``num`` simulations) and with IS (``num_is``), for the head made over-confident (its
+    component scales / ``sharpen``), which both must flag alone, and for the head
+    calibrated by one factor on its scales fitted on ``num`` other simulations
+    (``inf.fit_std_scale``: the negative log density of validation draws, as temperature
+    scaling). Returns the rows and the fit."""
     p, d, delta = gen.base.maps.size, _DRAWS.value, gen.delta
+    u_val, x_val, _ = head_draws(gen, jax.random.fold_in(key, 7), num)
+    fit = inf.fit_std_scale(net(x_val)[0], u_val, delta, share)
     u, x, s_x = head_draws(gen, key, num)
     out = net(x)[0]
     keys = jax.random.split(jax.random.fold_in(key, 1), num)
@@ -391,7 +396,8 @@ def head_calibration(gen, net, share, key, num: int, num_is: int, sharpen: float
         return inf.mdn_proposal(o, delta, p, share, 1 / scale).sample(k, d)
 
     res = {}
-    for name, scale in (("head", 1.0), ("over-confident head", sharpen)):
+    rows = (("head", 1.0), ("calibrated head", 1 / fit["scale"]), ("over-confident head", sharpen))
+    for name, scale in rows:
         draws = jax.jit(jax.vmap(lambda o, k, c=scale: alone(o, k, c)))(out, keys)
         res[f"{name} alone"] = continuous_checks(u, draws, d)
     for name, scale in (("head", 1.0), ("over-confident head", sharpen)) if num_is else ():
@@ -407,7 +413,7 @@ def head_calibration(gen, net, share, key, num: int, num_is: int, sharpen: float
         draws = jnp.stack([o[0] for o in outs])
         res[f"{name} + IS"] = continuous_checks(u[:num_is], draws, d)
         res[f"{name} + IS"]["ess"] = float(np.mean([float(o[1]) for o in outs]))
-    return res
+    return res, {k: fit[k] for k in ("scale", "nll", "nll_at_1")} | {"n": num}
 
 
 def continuous_checks(truth, draws, num_draws: int) -> dict:
@@ -552,9 +558,12 @@ def head_main(pre, model, params, out_dir: str) -> dict:
     report["amortization"] = head_amortization(gen, net, share, jax.random.fold_in(key, 1))
     print(json.dumps(report["amortization"]), flush=True)
     print("2. calibration: SBC per dimension and coverage", flush=True)
-    report["calibration"] = head_calibration(
+    report["calibration"], report["calibration_fit"] = head_calibration(
         gen, net, share, jax.random.fold_in(key, 2), _SIMS.value, _IS_SIMS.value
     )
+    fit = report["calibration_fit"]
+    print(f"  scale factor fitted on {fit['n']} validation simulations: {fit['scale']:.3f} "
+          f"(NLL {fit['nll_at_1']:.3f} -> {fit['nll']:.3f})", flush=True)  # fmt: skip
     for name, r in report["calibration"].items():
         cov = dict(
             zip(r["coverage"]["levels"], np.round(np.mean(r["coverage"]["empirical"], 1), 3))

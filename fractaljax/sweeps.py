@@ -270,6 +270,7 @@ def evaluate_point(
         init = None
     else:
         s, model, params, source = train.run(pre, pre_dir)
+        # On evals.task.num images (2,048 by default), as the task evaluator would measure.
         num = pre.get("evals", {}).get("task", {}).get("num", 2048)
         task = evals_task.task_accuracies(model, params, source, pre, num=num)
         row = {
@@ -277,7 +278,7 @@ def evaluate_point(
             "pretrain_first_loss": s.get("first_loss"),
             "pretrain_last_loss": s.get("last_loss"),
             "pretrain_top1": s.get("eval_accuracy"),
-            # On 2,048 images (the logged pretrain_top1: one batch of eval_batch_size).
+            # The logged pretrain_top1 is on one batch of eval_batch_size.
             "pretrain_clean_top1": task["clean_top1"],
             "pretrain_redrawn_top1": task["redrawn_top1"],
             "pretrain_seconds": time.perf_counter() - t0,

@@ -127,6 +127,33 @@ def test_exact_posterior_passes_sbc_and_coverage_and_an_over_confident_one_fails
         assert emp[0] < lvl - 4 * math.sqrt(lvl * (1 - lvl) / n), (lvl, emp)
 
 
+def test_a_head_too_wide_is_calibrated_by_its_scale_fitted_on_held_out_simulations():
+    """inference.fit_std_scale: heads that are each the exact posterior of their truth (the
+    truth drawn from them), widened 1.4 times (the trained head's failure: SBC ranks piled
+    in the middle), get a factor near 1 / 1.4 from the negative log density of validation
+    simulations, and then pass SBC and coverage on other simulations; unfitted, they fail."""
+
+    def simulations(n, seed):
+        rng = np.random.default_rng(seed)
+        mean, sd = rng.normal(0, 0.5, n), rng.uniform(0.1, 0.5, n)
+        u = mdn.to_box(jnp.asarray(mean + sd * rng.standard_normal(n))[:, None], DELTA)
+        wide = np.stack([np.zeros(n), mean, np.log(1.4 * sd)], -1)  # K = 1, P = 1
+        return jnp.asarray(wide, jnp.float32), jnp.asarray(u, jnp.float32)
+
+    fit = inf.fit_std_scale(*simulations(2000, seed=5), DELTA, 0.0)
+    assert abs(fit["scale"] - 1 / 1.4) < 0.03 and fit["nll"] < fit["nll_at_1"], fit
+    out, truth = simulations(2000, seed=6)
+    m, keys = 99, jax.random.split(jax.random.key(0), 2000)
+    for scale, calibrated in ((1.0, False), (fit["scale"], True)):
+        sample = lambda o, k, c=scale: inf.mdn_proposal(o, DELTA, 1, 0.0, c).sample(k, m)
+        draws = jax.jit(jax.vmap(sample))(out, keys)
+        ranks = np.asarray(inf.continuous_ranks(truth, draws))[:, 0]
+        p = inf.rank_uniformity(ranks, m)["p_value"]
+        cov = inf.coverage(np.asarray(truth), np.asarray(draws))["empirical"]
+        near = all(abs(c[0] - lvl) < 0.03 for c, lvl in zip(cov, (0.5, 0.8, 0.9, 0.95)))
+        assert (p > 0.01) == calibrated and near == calibrated, (scale, p, cov)
+
+
 def test_importance_sampling_with_a_head_recovers_the_exact_posterior():
     """IS with a head as proposal (a fair one, and an over-confident one rescued by the
     prior's share) matches the truncated normal's mean, sd and quantiles; the SBC of the
@@ -326,7 +353,7 @@ def test_infer_explains_images_over_the_continuous_latent(run, head_run, tmp_pat
 )
 def test_inference_report_of_a_continuous_head_run(run, head_run, tmp_path):
     """experiments.inference_report on a head run, tiny: every section, its figures, and
-    the calibration rows for the head alone, with IS and over-confident."""
+    the calibration rows for the head alone, calibrated, with IS and over-confident."""
     res = run(
         "experiments.inference_report", f"--pretrained={head_run}",
         f"--out={tmp_path / 'out'}", "--sims=20", "--is_sims=2", "--num_samples=32",
@@ -338,8 +365,11 @@ def test_inference_report_of_a_continuous_head_run(run, head_run, tmp_path):
     assert set(report["amortization"]["proposals"]) == {"network head", "prior"}
     cal = report["calibration"]
     assert set(cal) == {
-        "head alone", "over-confident head alone", "head + IS", "over-confident head + IS"
+        "head alone", "calibrated head alone", "over-confident head alone", "head + IS",
+        "over-confident head + IS",
     }  # fmt: skip
+    fit = report["calibration_fit"]  # fitted on other simulations than the rows
+    assert fit["n"] == 20 and fit["nll"] <= fit["nll_at_1"] and 0.5 <= fit["scale"] <= 1.5
     assert len(cal["head alone"]["sbc_p_values"]) == 12 and cal["head alone"]["n"] == 20
     assert cal["head + IS"]["n"] == 2
     # The over-confident head's draws are narrower than the head's.

@@ -31,6 +31,7 @@ def test_gpu_protocol_runs_on_the_cpu_at_a_tiny_size(tmp_path, data_dir):
             "pretrain.warmup_steps": 1,
             "pretrain.log_every": 3,
             "pretrain.checkpoint_every": 3,
+            "pretrain.evals.task.num": 64,
             "finetune.downstream.dataset": "digits",
             "finetune.downstream.data_dir": data_dir,
             "finetune.downstream.val_size": 200,

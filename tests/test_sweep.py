@@ -20,6 +20,7 @@ TINY = {
     "pretrain.warmup_steps": 1,
     "pretrain.log_every": 2,
     "pretrain.checkpoint_every": 4,
+    "pretrain.evals.task.num": 64,  # the points' clean and redrawn top-1 (default 2,048)
     "finetune.downstream.dataset": "digits",
     "finetune.downstream.num_labels": 200,
     "finetune.probe_train_limit": 300,
