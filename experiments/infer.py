@@ -21,7 +21,10 @@ A continuous-head run (configs/amortized.py, ``model.head='mdn'``) is explained 
 continuous latent instead: the multipliers u of the base's 6N parameters, with the head's
 q(u | x) as the proposal (synthetic draws: u uniform on the box). Per image: the posterior
 mean and sd of each u against the head's own and (synthetic) the truth, the log evidence,
-ESS and Pareto k with the head and with the prior; ``posterior.json`` only.
+ESS and Pareto k with the head and with the prior; ``posterior.json`` only. The head is
+first calibrated (``--calibrate_sims``: one factor on its scales fitted to fresh
+simulations, fractaljax.inference.fit_std_scale), since a trained mixture density is
+usually too wide (docs/inference.md, section 5).
 """
 
 from __future__ import annotations
@@ -50,6 +53,12 @@ _NOISE = flags.DEFINE_float(
 _POOL = flags.DEFINE_integer("pool", 2, "The likelihood compares pool x pool cell means.")
 _TOP = flags.DEFINE_integer("top", 5, "Classes shown per image.")
 _SEED = flags.DEFINE_integer("seed", 0, "Seed of the synthetic draws and the samplers.")
+_CALIBRATE = flags.DEFINE_integer(
+    "calibrate_sims",
+    1000,
+    "Continuous head: fit one factor on its scales to this many fresh simulations "
+    "(inference.fit_std_scale) before using it; 0: the head as trained.",
+)
 
 
 def _check_flags() -> None:
@@ -180,14 +189,19 @@ def main(argv) -> None:
 
 def explain_continuous(pre, model, params, gen, images, truth, key) -> None:
     """The posterior over u of each image, with a continuous head as the proposal."""
-    from fractaljax import mdn
 
     p, k, share = gen.base.maps.size, _NUM_SAMPLES.value, float(pre.model.mdn_prior_share)
-    out = inf.network_fn(pre, model, params)(images)[0]
+    net = inf.network_fn(pre, model, params)
+    out = net(images)[0]
     s_x = inf.summarize(images, gen.pool)
-    is_head = jax.jit(
-        lambda kk, s, o: inf.continuous_is(kk, gen, s, inf.mdn_proposal(o, gen.delta, p, share), k)
-    )
+    scale = 1.0
+    if _CALIBRATE.value:  # simulations of their own, not the images explained
+        fit = inf.fit_head_scale(jax.random.fold_in(key, 3), gen, net, share, _CALIBRATE.value)
+        scale = fit["scale"]
+        print(f"head calibrated on {_CALIBRATE.value} simulations: scales x {scale:.3f} "
+              f"(NLL {fit['nll_at_1']:.2f} -> {fit['nll']:.2f})")  # fmt: skip
+    head = lambda o: inf.mdn_proposal(o, gen.delta, p, share, scale)
+    is_head = jax.jit(lambda kk, s, o: inf.continuous_is(kk, gen, s, head(o), k))
     is_prior = jax.jit(
         lambda kk, s: inf.continuous_is(kk, gen, s, inf.prior_proposal(gen.delta, p), k)
     )
@@ -197,7 +211,9 @@ def explain_continuous(pre, model, params, gen, images, truth, key) -> None:
         w, w0 = is_head(ki, s_x[i], out[i]), is_prior(ki, s_x[i])
         mean, sd = inf.weighted_moments(w)
         head_draws = np.asarray(
-            mdn.sample(jax.random.fold_in(ki, 1), mdn.split(out[i], p), 1000, gen.delta, 0.0)
+            inf.mdn_proposal(out[i], gen.delta, p, 0.0, scale).sample(
+                jax.random.fold_in(ki, 1), 1000
+            )
         )
         row = dict(
             truth=None if truth is None else np.asarray(truth[i]).tolist(),
@@ -226,7 +242,7 @@ def explain_continuous(pre, model, params, gen, images, truth, key) -> None:
         )
     summary = dict(
         pretrained=_PRETRAINED.value, head="mdn", delta=gen.delta, noise=gen.noise,
-        pool=gen.pool, num_samples=k, images=rows,
+        pool=gen.pool, num_samples=k, std_scale=scale, images=rows,
     )  # fmt: skip
     with open(os.path.join(_OUT.value, "posterior.json"), "w") as f:
         json.dump(summary, f, indent=2)

@@ -352,10 +352,7 @@ def pretrain_accuracy_by_delta(sweep_csv: str) -> dict:
 
 def head_draws(gen, key, num: int):
     """``num`` draws of the continuous model: ``(u [num, P], images, summaries)``."""
-    k_u, k_x = jax.random.split(key)
-    p = gen.base.maps.size
-    u = jax.random.uniform(k_u, (num, p), minval=1 - gen.delta, maxval=1 + gen.delta)
-    x = gen.observe(k_x, gen.render_eps(u))
+    u, x = inf.simulate_latent(key, gen, num)
     return u, x, inf.summarize(x, gen.pool)
 
 
@@ -386,8 +383,7 @@ def head_calibration(gen, net, share, key, num: int, num_is: int, sharpen: float
     (``inf.fit_std_scale``: the negative log density of validation draws, as temperature
     scaling). Returns the rows and the fit."""
     p, d, delta = gen.base.maps.size, _DRAWS.value, gen.delta
-    u_val, x_val, _ = head_draws(gen, jax.random.fold_in(key, 7), num)
-    fit = inf.fit_std_scale(net(x_val)[0], u_val, delta, share)
+    fit = inf.fit_head_scale(jax.random.fold_in(key, 7), gen, net, share, num)
     u, x, s_x = head_draws(gen, key, num)
     out = net(x)[0]
     keys = jax.random.split(jax.random.fold_in(key, 1), num)

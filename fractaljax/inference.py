@@ -465,6 +465,23 @@ def fit_std_scale(
                 scales=list(scales), nlls=nlls.tolist())  # fmt: skip
 
 
+def simulate_latent(key: jax.Array, gen: Generator, num: int) -> tuple[jax.Array, jax.Array]:
+    """``num`` draws of the continuous model: ``(u float32[num, P]`` from the prior,
+    their observations ``float32[num, H, W, C])`` (render plus the generator's noise)."""
+    k_u, k_x = jax.random.split(key)
+    u = jax.random.uniform(
+        k_u, (num, gen.base.maps.size), minval=1 - gen.delta, maxval=1 + gen.delta
+    )
+    return u, gen.observe(k_x, gen.render_eps(u))
+
+
+def fit_head_scale(key: jax.Array, gen: Generator, net: Callable, share: float, num: int):
+    """:func:`fit_std_scale` of a continuous head (``net``: images -> (head outputs, ...),
+    :func:`network_fn`) on ``num`` fresh simulations of ``gen``."""
+    u, x = simulate_latent(key, gen, num)
+    return fit_std_scale(net(x)[0], u, gen.delta, share)
+
+
 def importance_sample(
     key: jax.Array,
     log_joint: Callable[[jax.Array], jax.Array],

@@ -335,12 +335,14 @@ def head_run(tmp_path_factory):
 def test_infer_explains_images_over_the_continuous_latent(run, head_run, tmp_path):
     res = run(
         "experiments.infer", f"--pretrained={head_run}", "--synthetic=2", f"--out={tmp_path}",
-        "--num_samples=64",
+        "--num_samples=64", "--calibrate_sims=64",
     )  # fmt: skip
     assert res.returncode == 0, res.stderr[-3000:]
     assert res.stdout.count("|mean - u| / Delta") == 2
     summary = json.loads((tmp_path / "posterior.json").read_text())
     assert summary["head"] == "mdn" and len(summary["images"]) == 2
+    assert "head calibrated on 64 simulations" in res.stdout
+    assert 0.5 <= summary["std_scale"] <= 1.5
     for row in summary["images"]:
         assert len(row["posterior_mean"]) == len(row["truth"]) == 12
         assert all(abs(m - 1) <= summary["delta"] for m in row["posterior_mean"])
