@@ -199,7 +199,7 @@ def explain_continuous(pre, model, params, gen, images, truth, key) -> None:
         fit = inf.fit_head_scale(jax.random.fold_in(key, 3), gen, net, share, _CALIBRATE.value)
         scale = fit["scale"]
         print(f"head calibrated on {_CALIBRATE.value} simulations: scales x {scale:.3f} "
-              f"(NLL {fit['nll_at_1']:.2f} -> {fit['nll']:.2f})")  # fmt: skip
+              f"(SBC rank chi-square {fit['chi2_at_1']:.1f} -> {fit['chi2']:.1f})")  # fmt: skip
     head = lambda o: inf.mdn_proposal(o, gen.delta, p, share, scale)
     is_head = jax.jit(lambda kk, s, o: inf.continuous_is(kk, gen, s, head(o), k))
     is_prior = jax.jit(

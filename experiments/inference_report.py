@@ -380,8 +380,8 @@ def head_calibration(gen, net, share, key, num: int, num_is: int, sharpen: float
     (``num`` simulations) and with IS (``num_is``), for the head made over-confident (its
     component scales / ``sharpen``), which both must flag alone, and for the head
     calibrated by one factor on its scales fitted on ``num`` other simulations
-    (``inf.fit_std_scale``: the negative log density of validation draws, as temperature
-    scaling). Returns the rows and the fit."""
+    (``inf.fit_std_scale``: the SBC ranks of validation draws, as temperature scaling).
+    Returns the rows and the fit."""
     p, d, delta = gen.base.maps.size, _DRAWS.value, gen.delta
     fit = inf.fit_head_scale(jax.random.fold_in(key, 7), gen, net, share, num)
     u, x, s_x = head_draws(gen, key, num)
@@ -409,7 +409,8 @@ def head_calibration(gen, net, share, key, num: int, num_is: int, sharpen: float
         draws = jnp.stack([o[0] for o in outs])
         res[f"{name} + IS"] = continuous_checks(u[:num_is], draws, d)
         res[f"{name} + IS"]["ess"] = float(np.mean([float(o[1]) for o in outs]))
-    return res, {k: fit[k] for k in ("scale", "nll", "nll_at_1")} | {"n": num}
+    keep = ("scale", "chi2", "chi2_at_1", "scale_nll", "nll", "nll_at_1")
+    return res, {k: fit[k] for k in keep} | {"n": num}
 
 
 def continuous_checks(truth, draws, num_draws: int) -> dict:
@@ -559,7 +560,8 @@ def head_main(pre, model, params, out_dir: str) -> dict:
     )
     fit = report["calibration_fit"]
     print(f"  scale factor fitted on {fit['n']} validation simulations: {fit['scale']:.3f} "
-          f"(NLL {fit['nll_at_1']:.3f} -> {fit['nll']:.3f})", flush=True)  # fmt: skip
+          f"by the SBC ranks (chi-square {fit['chi2_at_1']:.1f} -> {fit['chi2']:.1f}), "
+          f"{fit['scale_nll']:.3f} by the log density", flush=True)  # fmt: skip
     for name, r in report["calibration"].items():
         cov = dict(
             zip(r["coverage"]["levels"], np.round(np.mean(r["coverage"]["empirical"], 1), 3))
