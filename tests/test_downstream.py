@@ -132,10 +132,8 @@ def test_transfer_params_keeps_new_head():
     assert train.transfer_params(init, pre) == {"head": 1, "block0": 8, "embedding": 7}
 
 
-def test_probe_and_finetune_cli(run, tmp_path):
-    pre = tmp_path / "pre"
-    res = run("experiments.pretrain", f"--workdir={pre}", *TINY_FLAGS, "--config.total_steps=5")
-    assert res.returncode == 0, res.stderr[-2000:]
+def test_probe_and_finetune_cli(tmp_path, tiny_run):
+    pre, probe_out = tiny_run, tmp_path / "probe"  # the shared run is only read
     # A data directory of its own: the probe and the fine-tuning below start together and
     # both prepare digits there (the second waits for the first: downstream._prepare).
     data_dir = tmp_path / "tfds"
@@ -159,7 +157,7 @@ def test_probe_and_finetune_cli(run, tmp_path):
     (tmp_path / "out").mkdir()
     probed, tuned, no_data, no_run = run_modules(  # two at a time, from one interpreter
         [
-            ("experiments.probe", [f"--pretrained={pre}", *common], {}),
+            ("experiments.probe", [f"--pretrained={pre}", f"--out={probe_out}", *common], {}),
             ("experiments.finetune", finetune, {}),
             ("experiments.probe", missing_data, {}),
             ("experiments.probe", [f"--pretrained={tmp_path / 'nothing'}"], {}),
@@ -167,14 +165,14 @@ def test_probe_and_finetune_cli(run, tmp_path):
         str(tmp_path / "out"),
     )
     assert probed.returncode == 0, probed.stderr[-2000:]
-    out = json.loads((pre / "probe.json").read_text())
+    out = json.loads((probe_out / "probe.json").read_text())
     assert set(out["results"]) == {"pre-trained", "random init"}
     # The reported layer is the validation's choice, printed and stored, not the best test.
     for name, layers in out["results"].items():
         best = out["best_layer"][name]
         assert best == max(layers, key=lambda k: layers[k]["val_accuracy"])
         assert f"{name}: best layer on validation {best}" in probed.stdout
-    assert (pre / "probe.png").stat().st_size > 1000
+    assert (probe_out / "probe.png").stat().st_size > 1000
     assert tuned.returncode == 0, tuned.stderr[-2000:]
     assert "test top-1" in tuned.stdout and "chosen on validation (0.1: " in tuned.stdout
     assert (tmp_path / "ft_lr0.1").is_dir() and (tmp_path / "ft_lr0.5").is_dir()
