@@ -259,10 +259,11 @@ def evaluate_point(
 ) -> dict:
     """The chain of one model, the same for a sweep point and the quickstart: pre-train
     ``pre`` in ``pre_dir`` (resuming; None: the random init of ``seed``, from the
-    pre-training's own init key, so the pair starts from the same weights), read its weights
-    back, measure its own task (fractaljax.evals.task: clean and redrawn top-1), then its
-    transfer to ``data`` (:func:`evaluate`, in ``point_dir``). ``fields`` go into the row
-    before the transfer metrics (they may override ``init``). Returns the row."""
+    pre-training's own init key, so the pair starts from the same weights), take the weights
+    and source the run hands back (:func:`fractaljax.train.run`), measure its own task
+    (fractaljax.evals.task: clean and redrawn top-1), then its transfer to ``data``
+    (:func:`evaluate`, in ``point_dir``). ``fields`` go into the row before the transfer
+    metrics (they may override ``init``). Returns the row."""
     t0 = time.perf_counter()
     if pre_dir is None:
         model, params = ft_lib.random_init(pre, seed=seed)
