@@ -77,7 +77,9 @@ def main() -> None:
 
     labels = jnp.arange(args.bank) % source.num_classes
     bank = jax.jit(source.render_labels)(labels, jax.random.key(0))
-    fixed = dataclasses.replace(source, render_labels=lambda lab, key: bank[lab % args.bank])
+    fixed = dataclasses.replace(
+        source, draw=lambda data, lab, key: data[lab % args.bank], data=bank
+    )
 
     dev = jax.devices()[0]
     print(

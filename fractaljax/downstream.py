@@ -326,6 +326,14 @@ class ArraySource:
     def image_shape(self) -> tuple[int, int, int]:
         return tuple(self.images.shape[1:])
 
+    @property
+    def data(self) -> dict[str, jax.Array]:
+        """The arrays, passed to jitted programs as an argument (as a synthetic source's)."""
+        return {"images": self.images, "labels": self.labels}
+
+    def with_data(self, data: dict[str, jax.Array]) -> ArraySource:
+        return dataclasses.replace(self, images=data["images"], labels=data["labels"])
+
     def batch(self, key: jax.Array, step, batch_size: int):
         idx = jax.random.randint(jax.random.fold_in(key, step), (batch_size,), 0, len(self.labels))
         return self.images[idx], self.labels[idx]

@@ -18,6 +18,7 @@ import math
 import os
 
 import jax
+import numpy as np
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
@@ -129,6 +130,21 @@ def check_batch(batch_size: int, mesh: jax.sharding.Mesh, field: str = "batch_si
 
 def replicated(mesh: jax.sharding.Mesh) -> NamedSharding:
     return NamedSharding(mesh, P())
+
+
+def replicate(tree, mesh: jax.sharding.Mesh):
+    """``tree``'s arrays, the same values on every process, replicated over ``mesh``'s
+    devices: how the data a jitted step reads goes in as an argument (a multi-process run's
+    programs take global arrays)."""
+    layout = replicated(mesh)
+    if jax.process_count() == 1:
+        return jax.device_put(tree, layout)
+
+    def one(x):
+        host = np.asarray(x)
+        return jax.make_array_from_callback(host.shape, layout, lambda idx: host[idx])
+
+    return jax.tree.map(one, tree)
 
 
 def batch_sharded(mesh: jax.sharding.Mesh) -> NamedSharding:

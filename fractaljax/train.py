@@ -24,6 +24,7 @@ the run directory in run_dir.py, the model of a config in models/, evaluators in
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import signal
 import threading
@@ -213,18 +214,27 @@ def make_train_step(config, model, source, mesh, state_sharding=None) -> Callabl
     The batch is a pure function of (seed, step) and each example's index in the global
     batch, and each device renders its own slice of it (on every process, the devices it
     owns): the same global batch whatever the number of devices and processes.
-    ``state_sharding`` pins the new state's layout (that of :func:`init_state`)."""
-    data_key, step_key = keys.stream(config.seed, "data"), keys.stream(config.seed, "step")
+    ``state_sharding`` pins the new state's layout (that of :func:`init_state`).
+
+    The compiled step takes the seed and the source's arrays (``source.data``) as its
+    ``inputs`` argument (:func:`step_inputs`), bound here with :func:`functools.partial`:
+    one program for every seed and data set of the same shapes, which JAX's persistent
+    cache serves to the next run (``.func.lower(state, step, lr, **.keywords)`` lowers it)."""
     batch_sharding = sharding.batch_sharded(mesh)
     num_classes = source.num_classes
     continuous = head(config) == "mdn"
 
-    def train_step(state, step, lr):
+    def train_step(state, step, lr, inputs):
+        source_ = source.with_data(inputs["source"])
+        data_key, step_key = (
+            keys.stream(inputs["seed"], "data"),
+            keys.stream(inputs["seed"], "step"),
+        )
         k_aug, k_drop = jax.random.split(jax.random.fold_in(step_key, step))
         if continuous:
-            images, targets = source.latent_batch(data_key, step, config.batch_size)
+            images, targets = source_.latent_batch(data_key, step, config.batch_size)
         else:
-            images, labels = source.batch(data_key, step, config.batch_size)
+            images, labels = source_.batch(data_key, step, config.batch_size)
         # Constraining the images splits the rendering itself over the devices.
         images = jax.lax.with_sharding_constraint(images, batch_sharding)
         if continuous:
@@ -265,7 +275,14 @@ def make_train_step(config, model, source, mesh, state_sharding=None) -> Callabl
     # Donating the state halves its memory on accelerators; XLA's CPU backend ignores it.
     donate = () if jax.default_backend() == "cpu" else (0,)
     out = None if state_sharding is None else (state_sharding, sharding.replicated(mesh))
-    return jax.jit(train_step, donate_argnums=donate, out_shardings=out)
+    step_fn = jax.jit(train_step, donate_argnums=donate, out_shardings=out)
+    return functools.partial(step_fn, inputs=step_inputs(config, source, mesh))
+
+
+def step_inputs(config, source, mesh) -> dict[str, Any]:
+    """What a compiled step reads besides the state: the run's seed (its key streams) and the
+    source's arrays, replicated on ``mesh``."""
+    return sharding.replicate({"seed": np.int32(config.seed), "source": source.data}, mesh)
 
 
 def model_input(config, source, images: jax.Array) -> jax.Array:
@@ -295,20 +312,21 @@ def head_loss(config, source, out: jax.Array, targets: jax.Array) -> jax.Array:
     return lpce(out, targets)
 
 
-def make_eval_step(config, model, source) -> Callable:
+def make_eval_step(config, model, source, mesh) -> Callable:
     """Clean (unaugmented) metrics on a fixed batch of the pre-training task: loss and
     top-1; with ``model.head='mdn'``, the loss and the error of the posterior mean of u in
     units of Delta (0.5 for a head that knows nothing, the prior's mean error)."""
-    key = keys.stream(config.seed, "eval")
     continuous = head(config) == "mdn"
 
     @jax.jit
-    def eval_step(params):
+    def eval_step(params, inputs):
+        key = keys.stream(inputs["seed"], "eval")
+        source_ = source.with_data(inputs["source"])
         if continuous:
-            images, u = source.latent_batch(key, 0, config.eval_batch_size)
+            images, u = source_.latent_batch(key, 0, config.eval_batch_size)
             images = observe(config, jax.random.fold_in(key, 2), images)
         else:
-            images, labels = source.batch(key, 0, config.eval_batch_size)
+            images, labels = source_.batch(key, 0, config.eval_batch_size)
         out, _ = model.apply({"params": params}, model_input(config, source, images))
         if not continuous:
             return {
@@ -323,7 +341,7 @@ def make_eval_step(config, model, source) -> Callable:
             "eval_error_over_delta": jnp.mean(jnp.abs(means - u)) / source.delta,
         }
 
-    return eval_step
+    return functools.partial(eval_step, inputs=step_inputs(config, source, mesh))
 
 
 # ---- State: initialisation, transfer, set-up of a run ------------------------------------
@@ -523,7 +541,7 @@ def run(
     # Phase 2, compile: the step and the fixed-batch check, once for every learning rate.
     train_step = make_train_step(config, model, source, mesh, layout)
     lrs = learning_rates(config)
-    eval_step = make_eval_step(config, model, eval_source or source)
+    eval_step = make_eval_step(config, model, eval_source or source, mesh)
     writer = MetricWriter(workdir, active=sharding.is_primary())
     writer.truncate_after(start)  # rows past the checkpoint are written again
     summary: dict[str, Any] = {"steps": int(start)}

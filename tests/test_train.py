@@ -90,20 +90,25 @@ def test_schedule_warmup_and_floor_scale_with_the_batch():
     assert np.isfinite(float(train.learning_rate(c)(0)))
 
 
-def test_one_compiled_step_serves_every_learning_rate_and_step_count():
-    """The learning rate is an argument of the compiled step: configs that differ in lr,
-    warm-up or step count lower to one program (an lr grid compiles once), and the update is
-    the one optax makes with the learning rate inside the optimizer."""
+def test_one_compiled_step_serves_every_learning_rate_step_count_and_seed():
+    """The learning rate, the seed and the source's arrays are arguments of the compiled
+    step: configs that differ in lr, warm-up, step count or seed (a new data set) lower to
+    one program (an lr grid or a seed sweep compiles once, and a later run finds it in the
+    persistent cache), and the update is the one optax makes with the learning rate inside
+    the optimizer."""
     c = tiny_config()
     mesh = sharding.data_mesh()
     src, model, _, _, state = train.build(c, mesh)
     other = tiny_config(**{"optim.lr": 0.5, "total_steps": 9, "warmup_steps": 3})
+    seed1 = tiny_config(seed=1)
+    src1 = sources.make(seed1)
+    assert not np.array_equal(src1.data["systems"].maps, src.data["systems"].maps)
 
-    def program(cfg):
-        step = train.make_train_step(cfg, model, src, mesh)
-        return step.lower(state, jax.numpy.int32(0), jax.numpy.float32(0.1)).as_text()
+    def program(cfg, source):
+        step = train.make_train_step(cfg, model, source, mesh)
+        return step.func.lower(state, 0, 0.1, **step.keywords).as_text()
 
-    assert program(c) == program(other)
+    assert program(c, src) == program(other, src) == program(seed1, src1)
     lrs = train.learning_rates(c)
     np.testing.assert_allclose(lrs, [float(train.learning_rate(c)(i)) for i in range(len(lrs))])
     lr = float(lrs[1])

@@ -55,21 +55,22 @@ def accuracy(
 
 
 def correct_fn(model, source, input_size: int, interpolation: str, redrawn: bool) -> Callable:
-    """``jit((params, labels, key) -> number correct)`` on images of classes ``labels``
-    (the parameters an argument: compiled once for every checkpoint it is called on)."""
+    """``(params, labels, key) -> number correct`` on images of classes ``labels``, jitted
+    with the parameters and the source's arrays as arguments: compiled once for every
+    checkpoint and seed it is called on."""
 
     @jax.jit
-    def correct(params, labels, k):
+    def correct(params, data, systems, labels, k):
         if redrawn:
-            systems = jax.tree.map(lambda a: a[labels], source.systems)
-            images = render_lib.render(source.spec, systems, k)
+            chosen = jax.tree.map(lambda a: a[labels], systems)
+            images = render_lib.render(source.spec, chosen, k)
         else:
-            images = source.render_labels(labels, k)
+            images = source.with_data(data).render_labels(labels, k)
         x = augment.model_input(images, input_size, interpolation)
         logits, _ = model.apply({"params": params}, x)
         return jnp.sum(jnp.argmax(logits, -1) == labels)
 
-    return correct
+    return lambda params, labels, k: correct(params, source.data, source.systems, labels, k)
 
 
 def accuracy_of(

@@ -311,10 +311,12 @@ def batch_draws(config: ml_collections.ConfigDict, params: dict, labels, keys) -
     return jax.vmap(one)(labels, keys)
 
 
-def instance_keys(config: ml_collections.ConfigDict, labels, instances) -> jax.Array:
+def instance_keys(config: ml_collections.ConfigDict, labels, instances, seed=None) -> jax.Array:
     """The keys of the fixed images ``(labels[b], instances[b])``: image i of class l is a
-    pure function of (seed, l, i), as the official data set is a fixed set of files."""
-    base = jax.random.fold_in(keys_lib.stream(config.seed, config.source.name), 1)
+    pure function of (seed, l, i), as the official data set is a fixed set of files
+    (``seed``: ``config.seed`` unless given, e.g. traced)."""
+    seed = config.seed if seed is None else seed
+    base = jax.random.fold_in(keys_lib.stream(seed, config.source.name), 1)
     return jax.vmap(lambda c, i: jax.random.fold_in(jax.random.fold_in(base, c), i))(
         labels, instances
     )
@@ -334,10 +336,12 @@ def images_of(config: ml_collections.ConfigDict, params: dict, labels, keys) -> 
     return jnp.repeat(images[..., None], spec.channels, -1)
 
 
-def fixed_images(config: ml_collections.ConfigDict, labels, instances, params=None) -> jax.Array:
+def fixed_images(
+    config: ml_collections.ConfigDict, labels, instances, params=None, seed=None
+) -> jax.Array:
     """``float32[B, H, W, C]``: the fixed images ``(labels[b], instances[b])``."""
     params = classes(config) if params is None else params
-    return images_of(config, params, labels, instance_keys(config, labels, instances))
+    return images_of(config, params, labels, instance_keys(config, labels, instances, seed))
 
 
 def make_contours(config: ml_collections.ConfigDict, cache_dir: str | None = None) -> Source:
@@ -353,11 +357,14 @@ def make_contours(config: ml_collections.ConfigDict, cache_dir: str | None = Non
     n_inst = int(src.instances)
     budget = budget_of(config, spec.image_size)
     info = dict(budget=budget, max_segments=src.contours[1] * src.vertices[1])
+    # The class draws and the data set's seed are data: one compiled step for every seed.
+    data = {"params": params, "seed": np.int32(config.seed)}
     if src.data == "stream":
+        data = {"params": params}
 
-        def render_labels(labels, key):
+        def draw(data, labels, key):
             keys = jax.random.split(key, labels.shape[0])
-            return images_of(config, params, labels, keys)
+            return images_of(config, data["params"], labels, keys)
 
     elif src.bank:
         size = src.num_classes * n_inst * spec.image_size**2  # bytes: one uint8 channel
@@ -374,15 +381,16 @@ def make_contours(config: ml_collections.ConfigDict, cache_dir: str | None = Non
             spec,
         )
         info["bank_bytes"] = int(bank.size)
+        data = {"bank": bank}
 
-        def render_labels(labels, key):
+        def draw(data, labels, key):
             inst = jax.random.randint(key, labels.shape, 0, n_inst)
-            return bank_images(bank, labels * n_inst + inst, spec.channels)
+            return bank_images(data["bank"], labels * n_inst + inst, spec.channels)
 
     else:
 
-        def render_labels(labels, key):
+        def draw(data, labels, key):
             inst = jax.random.randint(key, labels.shape, 0, n_inst)
-            return fixed_images(config, labels, inst, params)
+            return fixed_images(config, labels, inst, data["params"], data["seed"])
 
-    return Source(kind, src.num_classes, spec, render_labels, info=info)
+    return Source(kind, src.num_classes, spec, draw, info=info, data=data)

@@ -220,8 +220,8 @@ def make_dead_leaves(config: ml_collections.ConfigDict, cache_dir: str | None = 
         dataclasses.replace(spec, color=spec.channels == 3),
     )
 
-    def render_labels(labels, key):
+    def draw(data, labels, key):
         del key  # one fixed image per class
-        return bank_images(bank, labels, spec.channels)
+        return bank_images(data["bank"], labels, spec.channels)
 
-    return Source("dead_leaves", config.source.num_classes, spec, render_labels)
+    return Source("dead_leaves", config.source.num_classes, spec, draw, data={"bank": bank})

@@ -147,9 +147,10 @@ def make_fractaldb(config: ml_collections.ConfigDict, cache_dir: str | None = No
         raise ConfigError(f"source.weights={src.weights}: must be a list of positive numbers")
     systems, _ = search_categories(config, cache_dir)
     nw = weights.shape[0]
-    valid = systems.probs > 0
 
-    def render_labels(labels, key):
+    def draw(data, labels, key):
+        systems, weights = data["systems"], data["weights"]
+        valid = systems.probs > 0
         k_w, k_flip, k_render = jax.random.split(key, 3)
         b = labels.shape[0]
         pick = jax.random.randint(k_w, (b,), 0, 1 + 6 * nw)  # 0: the category as drawn
@@ -167,4 +168,5 @@ def make_fractaldb(config: ml_collections.ConfigDict, cache_dir: str | None = No
             images = jnp.where(fv, images[:, ::-1], images)
         return images
 
-    return Source("fractaldb", src.num_classes, spec, render_labels, systems)
+    data = {"systems": systems, "weights": weights}
+    return Source("fractaldb", src.num_classes, spec, draw, systems, data=data)

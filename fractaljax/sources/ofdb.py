@@ -25,10 +25,10 @@ def make_ofdb(config: ml_collections.ConfigDict, cache_dir: str | None = None) -
     draw = lambda labels: render_fixed(
         spec, jax.tree.map(lambda a: a[labels], systems), labels, key, key
     )[0]
-    bank = render_bank(draw, src.num_classes, spec)
+    data = {"bank": render_bank(draw, src.num_classes, spec)}
 
-    def render_labels(labels, key):
+    def from_bank(data, labels, key):
         del key  # one fixed image per category
-        return bank_images(bank, labels, spec.channels)
+        return bank_images(data["bank"], labels, spec.channels)
 
-    return Source("ofdb", src.num_classes, spec, render_labels, systems)
+    return Source("ofdb", src.num_classes, spec, from_bank, systems, data=data)

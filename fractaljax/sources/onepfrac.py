@@ -260,32 +260,35 @@ def make_onepfrac(config: ml_collections.ConfigDict, cache_dir: str | None = Non
     spec = render_spec(config)
     systems, info, base = onepfrac_systems(config, spec)
     del cache_dir  # drawing the L systems took 10-22 s for L = 1000 at 512 px on 2 CPU cores
-    keys = onepfrac_keys(config.seed)
+    # The data set's seed is data too: one compiled step serves every seed.
+    data = {"systems": systems, "seed": np.int32(config.seed)}
 
-    def fixed_images(labels):
-        chosen = jax.tree.map(lambda a: a[labels], systems)
+    def fixed_images(data, labels):
+        keys = onepfrac_keys(data["seed"])
+        chosen = jax.tree.map(lambda a: a[labels], data["systems"])
         return render_fixed(spec, chosen, labels, keys["walk"], keys["patches"])[0]
 
     if src.data == "stream":
+        data = {"systems": systems}
 
-        def render_labels(labels, key):
-            return render_lib.render(spec, jax.tree.map(lambda a: a[labels], systems), key)
+        def draw(data, labels, key):
+            return render_lib.render(spec, jax.tree.map(lambda a: a[labels], data["systems"]), key)
 
     elif src.bank:
-        bank = render_bank(fixed_images, src.num_classes, spec)
+        data = {"bank": render_bank(functools.partial(fixed_images, data), src.num_classes, spec)}
 
-        def render_labels(labels, key):
+        def draw(data, labels, key):
             del key  # the fixed data set
-            return bank_images(bank, labels, spec.channels)
+            return bank_images(data["bank"], labels, spec.channels)
 
     else:
 
-        def render_labels(labels, key):
+        def draw(data, labels, key):
             del key  # the fixed data set
-            return fixed_images(labels)
+            return fixed_images(data, labels)
 
     return OnePFracSource(
-        "onepfrac", src.num_classes, spec, render_labels, systems, info,
+        "onepfrac", src.num_classes, spec, draw, systems, info, data=data,
         base=base, seed=config.seed, delta=float(src.delta),
         latent_walk=src.get("latent_walk", "fixed"),
     )  # fmt: skip
