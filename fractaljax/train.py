@@ -355,18 +355,20 @@ def init_key(seed: int) -> jax.Array:
 def init_state(config, model, tx, mesh, image_shape) -> train_state.TrainState:
     """The initial train state for inputs of ``image_shape`` (H, W, C) resized to
     :func:`input_size`, laid out on ``mesh`` as ``config.param_sharding`` says (created in
-    place: on many hosts each process makes only its own shards)."""
+    place: on many hosts each process makes only its own shards). The seed is an argument
+    of the compiled initialisation: one program for every seed."""
     s = int(config.get("input_size") or image_shape[0])
     dummy = jnp.zeros((1, s, s, image_shape[-1]), jnp.float32)
 
-    def init():
-        params = model.init(init_key(config.seed), dummy)["params"]
+    def init(seed):
+        params = model.init(init_key(seed), dummy)["params"]
         return train_state.TrainState.create(apply_fn=model.apply, params=params, tx=tx)
 
+    seed = jnp.int32(config.seed)
     mode = config.get("param_sharding", "replicated")
     min_size = config.get("fsdp_min_size", sharding.FSDP_MIN_SIZE)
-    layout = sharding.state_shardings(jax.eval_shape(init), mesh, mode, min_size)
-    return jax.jit(init, out_shardings=layout)()
+    layout = sharding.state_shardings(jax.eval_shape(init, seed), mesh, mode, min_size)
+    return jax.jit(init, out_shardings=layout)(seed)
 
 
 def _checkpointable(state: train_state.TrainState) -> dict[str, Any]:
