@@ -12,6 +12,7 @@ Flax step and fractaljax's full step, one process each) once per release, in tur
 a drifting machine spreads its drift over all of them; each release keeps its own JAX
 compilation cache, so only the first round compiles. Prints, per release, the median over
 rounds of each step's img/s and its ratio to this interpreter's, measured in the same run.
+CPU only: the environments get ``jaxlib`` alone, no accelerator plugin.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import shlex
 import subprocess
 import sys
 
+import jax
 import numpy as np
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -69,8 +71,6 @@ def main() -> None:
         help="arguments of each step_bench.py run (--skip model,timm is added)",
     )
     args = p.parse_args()
-    import jax  # this interpreter's release: the reference
-
     pythons = {"this": sys.executable}
     for v in filter(None, args.versions.split(",")):
         pythons[v] = venv_python(args.venvs, v)

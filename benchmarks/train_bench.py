@@ -78,7 +78,7 @@ def main() -> None:
     labels = jnp.arange(args.bank) % source.num_classes
     bank = jax.jit(source.render_labels)(labels, jax.random.key(0))
     fixed = dataclasses.replace(
-        source, draw=lambda data, lab, key: data[lab % args.bank], data=bank
+        source, draw=lambda arrays, lab, key: arrays[lab % args.bank], arrays=bank
     )
 
     dev = jax.devices()[0]

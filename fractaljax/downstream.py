@@ -327,12 +327,13 @@ class ArraySource:
         return tuple(self.images.shape[1:])
 
     @property
-    def data(self) -> dict[str, jax.Array]:
+    def arrays(self) -> dict[str, jax.Array]:
         """The arrays, passed to jitted programs as an argument (as a synthetic source's)."""
         return {"images": self.images, "labels": self.labels}
 
-    def with_data(self, data: dict[str, jax.Array]) -> ArraySource:
-        return dataclasses.replace(self, images=data["images"], labels=data["labels"])
+    def with_arrays(self, arrays: dict[str, jax.Array]) -> ArraySource:
+        """This source reading ``arrays`` (its own, traced inside a jitted function)."""
+        return dataclasses.replace(self, images=arrays["images"], labels=arrays["labels"])
 
     def batch(self, key: jax.Array, step, batch_size: int):
         idx = jax.random.randint(jax.random.fold_in(key, step), (batch_size,), 0, len(self.labels))

@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import jax
 
+from fractaljax.errors import ConfigError
+
 STREAMS: dict[str, int] = {
     "init": 0,  # model parameters
     "data": 1,  # pre-training batches: labels and fresh renders, fold_in(., step)
@@ -32,8 +34,15 @@ STREAMS: dict[str, int] = {
 }
 
 
-def stream(seed: int, name: str) -> jax.Array:
-    """The key of stream ``name`` (one of :data:`STREAMS`) of a run with ``seed``."""
+def check_seed(seed: int) -> None:
+    """A ConfigError unless ``seed`` is an int32 >= 0: compiled steps take it as an array."""
+    if not (isinstance(seed, int) and 0 <= seed < 2**31):
+        raise ConfigError(f"seed={seed}: must be an integer in [0, 2**31)")
+
+
+def stream(seed: int | jax.Array, name: str) -> jax.Array:
+    """The key of stream ``name`` (one of :data:`STREAMS`) of a run with ``seed`` (an int, or
+    an int32 array traced inside a compiled step)."""
     if name not in STREAMS:
         raise KeyError(f"no key stream {name!r}; streams: {', '.join(STREAMS)}")
     return jax.random.fold_in(jax.random.key(seed), STREAMS[name])

@@ -137,6 +137,7 @@ def make_optimizer(config: ml_collections.ConfigDict, schedule: optax.Schedule):
 def validate(config: ml_collections.ConfigDict) -> None:
     """Check the run-level fields; sources, model and augmentation check their own."""
     config_utils.check_finite(config)
+    keys.check_seed(config.seed)
     for name in (
         "batch_size",
         "total_steps",
@@ -206,7 +207,9 @@ def _stop_agreed(stop: _StopRequest, done: int, boundary: bool) -> bool:
 # ---- The step: render, augment, update (one jit) -----------------------------------------
 
 
-def make_train_step(config, model, source, mesh, state_sharding=None) -> Callable:
+def make_train_step(
+    config, model, source, mesh, state_sharding=None, inputs: dict[str, Any] | None = None
+) -> Callable:
     """``train_step(state, step, lr) -> (state, metrics)``, jit-compiled, batch sharded on
     mesh. ``lr`` is the learning rate at ``step`` (:func:`learning_rates`) and ``state.tx``
     an optimizer made with :func:`runtime_lr` (:func:`build`), which scales its update by it.
@@ -216,39 +219,36 @@ def make_train_step(config, model, source, mesh, state_sharding=None) -> Callabl
     owns): the same global batch whatever the number of devices and processes.
     ``state_sharding`` pins the new state's layout (that of :func:`init_state`).
 
-    The compiled step takes the seed and the source's arrays (``source.data``) as its
-    ``inputs`` argument (:func:`step_inputs`), bound here with :func:`functools.partial`:
-    one program for every seed and data set of the same shapes, which JAX's persistent
-    cache serves to the next run (``.func.lower(state, step, lr, **.keywords)`` lowers it)."""
+    The compiled step takes the seed and the source's arrays as its ``inputs`` argument
+    (:func:`step_inputs`, unless given), bound here with :func:`functools.partial`: one
+    program for every seed and data set of the same shapes, which JAX's persistent cache
+    serves to the next run (``.func.lower(state, step, lr, **.keywords)`` lowers it)."""
     batch_sharding = sharding.batch_sharded(mesh)
-    num_classes = source.num_classes
     continuous = head(config) == "mdn"
 
     def train_step(state, step, lr, inputs):
-        source_ = source.with_data(inputs["source"])
-        data_key, step_key = (
-            keys.stream(inputs["seed"], "data"),
-            keys.stream(inputs["seed"], "step"),
-        )
+        src = source.with_arrays(inputs["arrays"])  # the only source the step reads
+        data_key = keys.stream(inputs["seed"], "data")
+        step_key = keys.stream(inputs["seed"], "step")
         k_aug, k_drop = jax.random.split(jax.random.fold_in(step_key, step))
         if continuous:
-            images, targets = source_.latent_batch(data_key, step, config.batch_size)
+            images, targets = src.latent_batch(data_key, step, config.batch_size)
         else:
-            images, labels = source_.batch(data_key, step, config.batch_size)
+            images, labels = src.batch(data_key, step, config.batch_size)
         # Constraining the images splits the rendering itself over the devices.
         images = jax.lax.with_sharding_constraint(images, batch_sharding)
         if continuous:
             # The generator's images as they are (resized): crops, flips and mixing would
             # change which u drew the image.
-            x = model_input(config, source, observe(config, k_aug, images))
+            x = model_input(config, src, observe(config, k_aug, images))
         else:
             x, targets = augment.augment_batch(
-                k_aug, images, labels, num_classes, config.augment, input_size(config, source)
+                k_aug, images, labels, src.num_classes, config.augment, input_size(config, src)
             )
 
         def loss_fn(params):
             out, _ = model.apply({"params": params}, x, train=True, rngs={"dropout": k_drop})
-            return head_loss(config, source, out, targets).mean(), out
+            return head_loss(config, src, out, targets).mean(), out
 
         (loss, out), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
         # The optimizer's own step size is -1 (runtime_lr); scaling by the argument here is
@@ -276,13 +276,15 @@ def make_train_step(config, model, source, mesh, state_sharding=None) -> Callabl
     donate = () if jax.default_backend() == "cpu" else (0,)
     out = None if state_sharding is None else (state_sharding, sharding.replicated(mesh))
     step_fn = jax.jit(train_step, donate_argnums=donate, out_shardings=out)
-    return functools.partial(step_fn, inputs=step_inputs(config, source, mesh))
+    inputs = step_inputs(config, source, mesh) if inputs is None else inputs
+    return functools.partial(step_fn, inputs=inputs)
 
 
 def step_inputs(config, source, mesh) -> dict[str, Any]:
     """What a compiled step reads besides the state: the run's seed (its key streams) and the
-    source's arrays, replicated on ``mesh``."""
-    return sharding.replicate({"seed": np.int32(config.seed), "source": source.data}, mesh)
+    source's arrays, replicated on ``mesh`` (one copy for the train step and the fixed-batch
+    check)."""
+    return sharding.replicate({"seed": np.int32(config.seed), "arrays": source.arrays}, mesh)
 
 
 def model_input(config, source, images: jax.Array) -> jax.Array:
@@ -312,7 +314,7 @@ def head_loss(config, source, out: jax.Array, targets: jax.Array) -> jax.Array:
     return lpce(out, targets)
 
 
-def make_eval_step(config, model, source, mesh) -> Callable:
+def make_eval_step(config, model, source, mesh, inputs: dict[str, Any] | None = None) -> Callable:
     """Clean (unaugmented) metrics on a fixed batch of the pre-training task: loss and
     top-1; with ``model.head='mdn'``, the loss and the error of the posterior mean of u in
     units of Delta (0.5 for a head that knows nothing, the prior's mean error)."""
@@ -321,13 +323,13 @@ def make_eval_step(config, model, source, mesh) -> Callable:
     @jax.jit
     def eval_step(params, inputs):
         key = keys.stream(inputs["seed"], "eval")
-        source_ = source.with_data(inputs["source"])
+        src = source.with_arrays(inputs["arrays"])  # the only source the check reads
         if continuous:
-            images, u = source_.latent_batch(key, 0, config.eval_batch_size)
+            images, u = src.latent_batch(key, 0, config.eval_batch_size)
             images = observe(config, jax.random.fold_in(key, 2), images)
         else:
-            images, labels = source_.batch(key, 0, config.eval_batch_size)
-        out, _ = model.apply({"params": params}, model_input(config, source, images))
+            images, labels = src.batch(key, 0, config.eval_batch_size)
+        out, _ = model.apply({"params": params}, model_input(config, src, images))
         if not continuous:
             return {
                 "eval_loss": lpce(out, labels).mean(),
@@ -335,19 +337,20 @@ def make_eval_step(config, model, source, mesh) -> Callable:
             }
         mix = mdn.split(out, u.shape[-1])
         keys_ = jax.random.split(jax.random.fold_in(key, 1), u.shape[0])
-        means = jax.vmap(lambda k, m: mdn.mean(k, m, source.delta))(keys_, mix)
+        means = jax.vmap(lambda k, m: mdn.mean(k, m, src.delta))(keys_, mix)
         return {
-            "eval_loss": head_loss(config, source, out, u).mean(),
-            "eval_error_over_delta": jnp.mean(jnp.abs(means - u)) / source.delta,
+            "eval_loss": head_loss(config, src, out, u).mean(),
+            "eval_error_over_delta": jnp.mean(jnp.abs(means - u)) / src.delta,
         }
 
-    return functools.partial(eval_step, inputs=step_inputs(config, source, mesh))
+    inputs = step_inputs(config, source, mesh) if inputs is None else inputs
+    return functools.partial(eval_step, inputs=inputs)
 
 
 # ---- State: initialisation, transfer, set-up of a run ------------------------------------
 
 
-def init_key(seed: int) -> jax.Array:
+def init_key(seed: int | jax.Array) -> jax.Array:
     """The model-initialisation key of a run with ``seed``."""
     return keys.stream(seed, "init")
 
@@ -364,7 +367,7 @@ def init_state(config, model, tx, mesh, image_shape) -> train_state.TrainState:
         params = model.init(init_key(seed), dummy)["params"]
         return train_state.TrainState.create(apply_fn=model.apply, params=params, tx=tx)
 
-    seed = jnp.int32(config.seed)
+    seed = np.int32(config.seed)
     mode = config.get("param_sharding", "replicated")
     min_size = config.get("fsdp_min_size", sharding.FSDP_MIN_SIZE)
     layout = sharding.state_shardings(jax.eval_shape(init, seed), mesh, mode, min_size)
@@ -476,8 +479,9 @@ def run(
     ``stop_at`` ends this invocation early at that step (saving a checkpoint there), as a
     pre-emption would; the schedule still follows ``config.total_steps``. ``source``
     replaces ``sources.make(config)`` (fine-tuning passes labelled arrays, any object with
-    ``batch(key, step, batch_size)`` and ``num_classes``); ``init_params`` starts a new run
-    from these weights, all but the head (:func:`transfer_params`). A resumed run must have
+    ``batch(key, step, batch_size)``, ``num_classes``, ``image_shape``, ``arrays`` and
+    ``with_arrays`` as :class:`~fractaljax.downstream.ArraySource`); ``init_params`` starts a
+    new run from these weights, all but the head (:func:`transfer_params`). A resumed run must have
     the config it started with, up to :data:`run_dir.RESUME_SAFE_FIELDS`
     (:func:`run_dir.check_resume`); ``allow_changes`` lets any change through, recorded.
     The logged ``eval_*`` metrics are on a fixed batch of ``eval_source`` (default: the
@@ -541,9 +545,13 @@ def run(
             flush=True,
         )
     # Phase 2, compile: the step and the fixed-batch check, once for every learning rate.
-    train_step = make_train_step(config, model, source, mesh, layout)
+    inputs = step_inputs(config, source, mesh)  # the seed and the source's arrays
+    train_step = make_train_step(config, model, source, mesh, layout, inputs)
     lrs = learning_rates(config)
-    eval_step = make_eval_step(config, model, eval_source or source, mesh)
+    if eval_source is None:
+        eval_step = make_eval_step(config, model, source, mesh, inputs)
+    else:
+        eval_step = make_eval_step(config, model, eval_source, mesh)
     writer = MetricWriter(workdir, active=sharding.is_primary())
     writer.truncate_after(start)  # rows past the checkpoint are written again
     summary: dict[str, Any] = {"steps": int(start)}

@@ -32,6 +32,7 @@ CASES = [
     # experiments.pretrain: config values
     ("image_size", "pretrain", ["--config.render.image_size=18"], "does not divide"),
     ("batch_size", "pretrain", ["--config.batch_size=0"], "batch_size"),
+    ("seed", "pretrain", ["--config.seed=-1"], "--config.seed=-1: must be an integer in"),
     ("variant", "pretrain", ["--config.model.variant=giant/16"], "model.variant"),
     ("dtype", "pretrain", ["--config.model.dtype=float8"], "model.dtype"),
     ("lr", "pretrain", ["--config.optim.lr=-1"], "optim.lr"),

@@ -267,7 +267,7 @@ def test_generator_rejects_other_sources_and_bad_likelihoods(small_source):
     with pytest.raises(ConfigError, match="pool"):
         inf.generator(src, noise=0.1, pool=5)
     with pytest.raises(ConfigError, match="1p-frac"):
-        inf.generator(sources.Source("fractaldb", 4, src.spec, src.draw, data=src.data), 0.1, 2)
+        inf.generator(sources.Source("fractaldb", 4, src.spec, src.draw, arrays=src.arrays), 0.1, 2)
 
 
 # --- the CLI ----------------------------------------------------------------------------------

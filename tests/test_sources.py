@@ -1,4 +1,5 @@
-"""The synthetic sources other than 1p-frac: FractalDB, OFDB, one real image; background."""
+"""The synthetic sources other than 1p-frac: FractalDB, OFDB, one real image; background;
+and every source's contract with a compiled step (it draws from its arrays alone)."""
 
 import os
 
@@ -8,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from configs import fractaldb, ofdb, real_image
+from configs import dead_leaves, fractaldb, ofdb, onepfrac, radial_contour, real_image, visual_atom
 from fractaljax import ifs as ifs_lib
 from fractaljax import real_image as real_image_lib
 from fractaljax import render, sources
@@ -297,3 +298,57 @@ def test_fractaldb_flips_are_exact_mirror_images(tmp_path):
         assert len(match) == 1, "an instance is not an exact mirror image of the category"
         seen.add(match[0])
     assert seen == set(mirrors)  # 32 fair coin pairs: all four flips occur
+
+
+def _contours(module, **more):
+    c = module.get_config("mini")
+    c.update_from_flattened_dict(
+        {"render.image_size": 32, "source.num_classes": 4, "source.instances": 2, **more}
+    )
+    return c
+
+
+def _dead_leaves():
+    c = dead_leaves.get_config("mini")
+    c.source.num_classes, c.source.max_shapes = 4, 200
+    return c
+
+
+# Every source and mode, small; True where the arrays hold floats that the program computes
+# with (a bank is a uint8 gather, exact however it is compiled).
+ARRAY_CASES = {
+    "onepfrac": (lambda: onepfrac.get_config("mini"), {}, True),
+    "onepfrac_bank": (lambda: onepfrac.get_config("mini"), {"source.bank": True}, False),
+    "onepfrac_stream": (lambda: onepfrac.get_config("mini"), {"source.data": "stream"}, True),
+    "fractaldb": (lambda: small(fractaldb), {}, True),
+    "ofdb": (lambda: small(ofdb), {}, False),
+    "real_image": (lambda: small(real_image), {}, True),
+    "radial_contour": (lambda: _contours(radial_contour, **{"source.bank": False}), {}, True),
+    "visual_atom_bank": (lambda: _contours(visual_atom, **{"source.bank": True}), {}, False),
+    "dead_leaves": (_dead_leaves, {}, False),
+}
+
+
+@pytest.mark.parametrize("case", ARRAY_CASES)
+def test_a_source_draws_from_its_arrays_alone(case, tmp_path):
+    """``draw`` closes over no array and nothing seeded: two seeds (two data sets) lower to
+    one program, which a compiled step can therefore share, and drawing with the arrays as
+    an argument is bit for bit drawing with them closed over (compiled in as constants)."""
+    make_config, overrides, floats = ARRAY_CASES[case]
+
+    def make(seed):
+        c = make_config()
+        c.update_from_flattened_dict({**SMALL, **overrides} if "onepfrac" in case else overrides)
+        c.seed = seed
+        return sources.make(c, cache_dir=str(tmp_path / str(seed)))
+
+    s0, s1 = make(0), make(1)
+    labels, key = jnp.arange(4, dtype=jnp.int32) % s0.num_classes, jax.random.key(5)
+    lower = lambda s: jax.jit(s.draw).lower(s.arrays, labels, key).as_text()
+    assert lower(s0) == lower(s1)
+    pairs = zip(jax.tree.leaves(s0.arrays), jax.tree.leaves(s1.arrays))
+    assert any(not np.array_equal(a, b) for a, b in pairs)  # two data sets, one program
+    if floats:
+        passed = jax.jit(s0.draw)(s0.arrays, labels, key)
+        bound = jax.jit(lambda lab, k: s0.render_labels(lab, k))(labels, key)
+        np.testing.assert_array_equal(np.asarray(passed), np.asarray(bound))

@@ -102,11 +102,12 @@ def test_one_compiled_step_serves_every_learning_rate_step_count_and_seed():
     other = tiny_config(**{"optim.lr": 0.5, "total_steps": 9, "warmup_steps": 3})
     seed1 = tiny_config(seed=1)
     src1 = sources.make(seed1)
-    assert not np.array_equal(src1.data["systems"].maps, src.data["systems"].maps)
+    assert not np.array_equal(src1.arrays["systems"].maps, src.arrays["systems"].maps)
 
     def program(cfg, source):
         step = train.make_train_step(cfg, model, source, mesh)
-        return step.func.lower(state, 0, 0.1, **step.keywords).as_text()
+        args = (state, jax.numpy.int32(0), jax.numpy.float32(0.1))
+        return step.func.lower(*args, **step.keywords).as_text()
 
     assert program(c, src) == program(other, src) == program(seed1, src1)
     lrs = train.learning_rates(c)

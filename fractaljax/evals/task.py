@@ -25,7 +25,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from fractaljax import augment, keys, models
+from fractaljax import augment, keys, models, sharding
 from fractaljax import render as render_lib
 from fractaljax.errors import ConfigError
 
@@ -60,17 +60,19 @@ def correct_fn(model, source, input_size: int, interpolation: str, redrawn: bool
     checkpoint and seed it is called on."""
 
     @jax.jit
-    def correct(params, data, systems, labels, k):
+    def correct(params, arrays, systems, labels, k):
         if redrawn:
             chosen = jax.tree.map(lambda a: a[labels], systems)
             images = render_lib.render(source.spec, chosen, k)
         else:
-            images = source.with_data(data).render_labels(labels, k)
+            images = source.with_arrays(arrays).render_labels(labels, k)
         x = augment.model_input(images, input_size, interpolation)
         logits, _ = model.apply({"params": params}, x)
         return jnp.sum(jnp.argmax(logits, -1) == labels)
 
-    return lambda params, labels, k: correct(params, source.data, source.systems, labels, k)
+    # Replicated once: a program over several devices would otherwise copy them every call.
+    arrays, systems = sharding.replicate((source.arrays, source.systems), sharding.data_mesh())
+    return lambda params, labels, k: correct(params, arrays, systems, labels, k)
 
 
 def accuracy_of(

@@ -4,6 +4,8 @@ A :class:`Source` holds everything that is fixed for a run (for 1p-frac: the tab
 perturbed systems, computed once from the seed) and renders batches on device, so a
 pre-training step can call ``source.batch(key, step, batch_size)`` inside ``jit``. The
 stream is a pure function of (key, step): a resumed run sees the batches it would have seen.
+The arrays a source draws from are ``source.arrays``, which a compiled step takes as an
+argument and rebinds with ``source.with_arrays`` (one program for every seed).
 
 Sources (``config.source.name``), one module each:
 
@@ -18,7 +20,8 @@ Sources (``config.source.name``), one module each:
 * ``dead_leaves``: k fixed dead-leaves images, one class each (:mod:`.dead_leaves`).
 
 Add a source by writing a module with ``make(config, cache_dir) -> Source`` and listing it
-in ``SOURCES``.
+in ``SOURCES``; its ``draw(arrays, labels, key)`` reads every array (and anything derived
+from the seed) from ``arrays`` and closes over none.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
+from fractaljax import keys as keys_lib
 from fractaljax.errors import ConfigError
 from fractaljax.sources.base import (
     CLASS_CHUNK,
@@ -90,6 +94,7 @@ def make(config: ml_collections.ConfigDict, cache_dir: str | None = None) -> Sou
     ``cache_dir`` (the run's workdir) keeps results of one-time searches (FractalDB's
     categories) across runs.
     """
+    keys_lib.check_seed(config.seed)
     name = config.source.name
     if name not in SOURCES:
         raise ConfigError(f"source.name={name!r}: unknown; choose one of {sorted(SOURCES)}")

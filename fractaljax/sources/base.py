@@ -25,18 +25,18 @@ class Source:
       name: source name as in the config.
       num_classes: number of labels.
       spec: the rendering options.
-      draw: ``(data, labels int32[B], key) -> float32[B, H, W, C]``; jit-able, a pure
-        function of its arguments (:meth:`render_labels` binds ``data``).
+      draw: ``(arrays, labels int32[B], key) -> float32[B, H, W, C]``; jit-able, closing
+        over no array (:meth:`render_labels` binds ``arrays``).
       systems: the per-class systems (``maps: float32[L, N, 6]``) where the source has them.
       info: facts about how the source was built (1p-frac: class redraw counts).
       random_labels: the drift control (``source.labels='random'``): every example's label is
         drawn uniformly and independently of its image, so the images carry no information
         about the labels and pre-training learns nothing but still takes its optimiser steps.
-      data: the arrays ``draw`` reads (a pytree: a bank, the class systems, an image, the
-        data set's seed). A jit-compiled program takes them as an argument
-        (:meth:`with_data` inside it) rather than closing over them: closed-over arrays are
-        compiled into the program as constants, so every seed and data set would compile
-        anew (and miss JAX's persistent cache), and a 262 MB bank would sit in the program.
+      arrays: what ``draw`` reads (a pytree: a bank, the class systems, an image, the data
+        set's seed). A jit-compiled program takes them as an argument (:meth:`with_arrays`
+        inside it) rather than closing over them: closed-over arrays are compiled into the
+        program as constants, so every seed and data set would compile anew (and miss
+        JAX's persistent cache), and a 262 MB bank would sit in the program.
     """
 
     name: str
@@ -46,16 +46,16 @@ class Source:
     systems: IFS | None = None
     info: dict[str, Any] = dataclasses.field(default_factory=dict)
     random_labels: bool = False
-    data: Any = None
+    arrays: Any = None
 
     def render_labels(self, labels: jax.Array, key: jax.Array) -> jax.Array:
         """Images of classes ``labels: int32[B]`` drawn with ``key``: ``float32[B, H, W, C]``."""
-        return self.draw(self.data, labels, key)
+        return self.draw(self.arrays, labels, key)
 
-    def with_data(self, data: Any) -> Source:
-        """This source reading ``data`` (the same structure as :attr:`data`; inside a jitted
-        function, its traced argument)."""
-        return dataclasses.replace(self, data=data)
+    def with_arrays(self, arrays: Any) -> Source:
+        """This source reading ``arrays``: its own :attr:`arrays` as a jitted function's
+        (traced) argument. They must be this source's (the other fields describe them)."""
+        return dataclasses.replace(self, arrays=arrays)
 
     @property
     def image_shape(self) -> tuple[int, int, int]:

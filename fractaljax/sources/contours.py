@@ -311,7 +311,9 @@ def batch_draws(config: ml_collections.ConfigDict, params: dict, labels, keys) -
     return jax.vmap(one)(labels, keys)
 
 
-def instance_keys(config: ml_collections.ConfigDict, labels, instances, seed=None) -> jax.Array:
+def instance_keys(
+    config: ml_collections.ConfigDict, labels, instances, seed: int | jax.Array | None = None
+) -> jax.Array:
     """The keys of the fixed images ``(labels[b], instances[b])``: image i of class l is a
     pure function of (seed, l, i), as the official data set is a fixed set of files
     (``seed``: ``config.seed`` unless given, e.g. traced)."""
@@ -337,7 +339,11 @@ def images_of(config: ml_collections.ConfigDict, params: dict, labels, keys) -> 
 
 
 def fixed_images(
-    config: ml_collections.ConfigDict, labels, instances, params=None, seed=None
+    config: ml_collections.ConfigDict,
+    labels,
+    instances,
+    params: dict | None = None,
+    seed: int | jax.Array | None = None,
 ) -> jax.Array:
     """``float32[B, H, W, C]``: the fixed images ``(labels[b], instances[b])``."""
     params = classes(config) if params is None else params
@@ -357,14 +363,13 @@ def make_contours(config: ml_collections.ConfigDict, cache_dir: str | None = Non
     n_inst = int(src.instances)
     budget = budget_of(config, spec.image_size)
     info = dict(budget=budget, max_segments=src.contours[1] * src.vertices[1])
-    # The class draws and the data set's seed are data: one compiled step for every seed.
-    data = {"params": params, "seed": np.int32(config.seed)}
+    # The class draws and the data set's seed are arrays: one compiled step for every seed.
     if src.data == "stream":
-        data = {"params": params}
+        arrays = {"params": params}
 
-        def draw(data, labels, key):
+        def draw(arrays, labels, key):
             keys = jax.random.split(key, labels.shape[0])
-            return images_of(config, data["params"], labels, keys)
+            return images_of(config, arrays["params"], labels, keys)
 
     elif src.bank:
         size = src.num_classes * n_inst * spec.image_size**2  # bytes: one uint8 channel
@@ -381,16 +386,17 @@ def make_contours(config: ml_collections.ConfigDict, cache_dir: str | None = Non
             spec,
         )
         info["bank_bytes"] = int(bank.size)
-        data = {"bank": bank}
+        arrays = {"bank": bank}
 
-        def draw(data, labels, key):
+        def draw(arrays, labels, key):
             inst = jax.random.randint(key, labels.shape, 0, n_inst)
-            return bank_images(data["bank"], labels * n_inst + inst, spec.channels)
+            return bank_images(arrays["bank"], labels * n_inst + inst, spec.channels)
 
     else:
+        arrays = {"params": params, "seed": np.int32(config.seed)}
 
-        def draw(data, labels, key):
+        def draw(arrays, labels, key):
             inst = jax.random.randint(key, labels.shape, 0, n_inst)
-            return fixed_images(config, labels, inst, data["params"], data["seed"])
+            return fixed_images(config, labels, inst, arrays["params"], arrays["seed"])
 
-    return Source(kind, src.num_classes, spec, draw, info=info, data=data)
+    return Source(kind, src.num_classes, spec, draw, info=info, arrays=arrays)

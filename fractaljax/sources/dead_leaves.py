@@ -220,8 +220,9 @@ def make_dead_leaves(config: ml_collections.ConfigDict, cache_dir: str | None = 
         dataclasses.replace(spec, color=spec.channels == 3),
     )
 
-    def draw(data, labels, key):
+    def draw(arrays, labels, key):
         del key  # one fixed image per class
-        return bank_images(data["bank"], labels, spec.channels)
+        return bank_images(arrays["bank"], labels, spec.channels)
 
-    return Source("dead_leaves", config.source.num_classes, spec, draw, data={"bank": bank})
+    n = config.source.num_classes
+    return Source("dead_leaves", n, spec, draw, arrays={"bank": bank})

@@ -148,9 +148,9 @@ def make_fractaldb(config: ml_collections.ConfigDict, cache_dir: str | None = No
     systems, _ = search_categories(config, cache_dir)
     nw = weights.shape[0]
 
-    def draw(data, labels, key):
-        systems, weights = data["systems"], data["weights"]
-        valid = systems.probs > 0
+    def draw(arrays, labels, key):
+        classes, weights = arrays["systems"], arrays["weights"]
+        valid = classes.probs > 0
         k_w, k_flip, k_render = jax.random.split(key, 3)
         b = labels.shape[0]
         pick = jax.random.randint(k_w, (b,), 0, 1 + 6 * nw)  # 0: the category as drawn
@@ -158,7 +158,7 @@ def make_fractaldb(config: ml_collections.ConfigDict, cache_dir: str | None = No
         scale = jnp.where(
             (pick[:, None] > 0) & (jnp.arange(6) == param[:, None]), weight[:, None], 1.0
         )
-        maps = systems.maps[labels] * scale[:, None, :]  # [B, N, 6]
+        maps = classes.maps[labels] * scale[:, None, :]  # [B, N, 6]
         images = render_lib.render(
             spec, IFS(maps, ifs_lib.map_probs(maps, valid[labels])), k_render
         )
@@ -168,5 +168,5 @@ def make_fractaldb(config: ml_collections.ConfigDict, cache_dir: str | None = No
             images = jnp.where(fv, images[:, ::-1], images)
         return images
 
-    data = {"systems": systems, "weights": weights}
-    return Source("fractaldb", src.num_classes, spec, draw, systems, data=data)
+    arrays = {"systems": systems, "weights": weights}
+    return Source("fractaldb", src.num_classes, spec, draw, systems, arrays=arrays)

@@ -22,13 +22,13 @@ def make_ofdb(config: ml_collections.ConfigDict, cache_dir: str | None = None) -
     systems, _ = search_categories(config, cache_dir)
     key = keys_lib.stream(config.seed, "ofdb")
     # One fixed walk (key) and class-keyed patches: each category's image is drawn once.
-    draw = lambda labels: render_fixed(
+    render_one = lambda labels: render_fixed(
         spec, jax.tree.map(lambda a: a[labels], systems), labels, key, key
     )[0]
-    data = {"bank": render_bank(draw, src.num_classes, spec)}
+    arrays = {"bank": render_bank(render_one, src.num_classes, spec)}
 
-    def from_bank(data, labels, key):
+    def draw(arrays, labels, key):
         del key  # one fixed image per category
-        return bank_images(data["bank"], labels, spec.channels)
+        return bank_images(arrays["bank"], labels, spec.channels)
 
-    return Source("ofdb", src.num_classes, spec, from_bank, systems, data=data)
+    return Source("ofdb", src.num_classes, spec, draw, systems, arrays=arrays)

@@ -89,7 +89,7 @@ class OnePFracSource(Source):
         return render_lib.render_with_fill(self.spec, IFS(maps, probs), keys["walk"], image_keys)[0]
 
 
-def onepfrac_keys(seed: int) -> dict[str, jax.Array]:
+def onepfrac_keys(seed: int | jax.Array) -> dict[str, jax.Array]:
     """The keys of a 1p-frac data set: ``base``, ``classes``, ``walk`` (the fixed walk) and
     ``patches`` (class l's patches: ``fold_in(patches, l)``)."""
     names = ("base", "classes", "walk", "patches")
@@ -260,35 +260,38 @@ def make_onepfrac(config: ml_collections.ConfigDict, cache_dir: str | None = Non
     spec = render_spec(config)
     systems, info, base = onepfrac_systems(config, spec)
     del cache_dir  # drawing the L systems took 10-22 s for L = 1000 at 512 px on 2 CPU cores
-    # The data set's seed is data too: one compiled step serves every seed.
-    data = {"systems": systems, "seed": np.int32(config.seed)}
+    # The data set's seed is an array too: one compiled step serves every seed.
+    fixed = {"systems": systems, "seed": np.int32(config.seed)}
 
-    def fixed_images(data, labels):
-        keys = onepfrac_keys(data["seed"])
-        chosen = jax.tree.map(lambda a: a[labels], data["systems"])
+    def fixed_images(arrays, labels):
+        keys = onepfrac_keys(arrays["seed"])
+        chosen = jax.tree.map(lambda a: a[labels], arrays["systems"])
         return render_fixed(spec, chosen, labels, keys["walk"], keys["patches"])[0]
 
     if src.data == "stream":
-        data = {"systems": systems}
+        arrays = {"systems": systems}
 
-        def draw(data, labels, key):
-            return render_lib.render(spec, jax.tree.map(lambda a: a[labels], data["systems"]), key)
+        def draw(arrays, labels, key):
+            chosen = jax.tree.map(lambda a: a[labels], arrays["systems"])
+            return render_lib.render(spec, chosen, key)
 
     elif src.bank:
-        data = {"bank": render_bank(functools.partial(fixed_images, data), src.num_classes, spec)}
+        bank = render_bank(functools.partial(fixed_images, fixed), src.num_classes, spec)
+        arrays = {"bank": bank}
 
-        def draw(data, labels, key):
+        def draw(arrays, labels, key):
             del key  # the fixed data set
-            return bank_images(data["bank"], labels, spec.channels)
+            return bank_images(arrays["bank"], labels, spec.channels)
 
     else:
+        arrays = fixed
 
-        def draw(data, labels, key):
+        def draw(arrays, labels, key):
             del key  # the fixed data set
-            return fixed_images(data, labels)
+            return fixed_images(arrays, labels)
 
     return OnePFracSource(
-        "onepfrac", src.num_classes, spec, draw, systems, info, data=data,
+        "onepfrac", src.num_classes, spec, draw, systems, info, arrays=arrays,
         base=base, seed=config.seed, delta=float(src.delta),
         latent_walk=src.get("latent_walk", "fixed"),
     )  # fmt: skip

@@ -53,11 +53,11 @@ def make_real_image(config: ml_collections.ConfigDict, cache_dir: str | None = N
         src.elastic_grid,
     )
 
-    def draw(data, labels, key):
-        one = lambda p: real_image.warp(data["base"], src.perturbation, p, src.elastic_grid)
-        images = jax.vmap(one)(data["warps"][labels])
+    def draw(arrays, labels, key):
+        one = lambda p: real_image.warp(arrays["base"], src.perturbation, p, src.elastic_grid)
+        images = jax.vmap(one)(arrays["warps"][labels])
         keys = jax.vmap(lambda i: jax.random.fold_in(key, i))(jnp.arange(labels.shape[0]))
         return render_lib.add_background(spec, images, images.max(-1) > 0, keys)
 
-    data = {"base": base, "warps": warps}
-    return Source("real_image", src.num_classes, spec, draw, data=data)
+    arrays = {"base": base, "warps": warps}
+    return Source("real_image", src.num_classes, spec, draw, arrays=arrays)
