@@ -53,11 +53,14 @@ _ARGUMENT_FLAGS = (
 _DOTTED = re.compile(
     r"(^|\b(?:set|lower|raise|use) )([a-z_][a-z0-9_]*(?:\.[a-z_][a-z0-9_]*)+)(?![\w./-])"
 )
+# An undotted field that a message starts with, ``name=value``: a top-level config field.
+_TOP_FIELD = re.compile(r"^([a-z_][a-z0-9_]*)(?==)")
 
 
-def _config_flag_of(field: str) -> str | None:
+def _config_flag_of(field: str, in_blocks: bool = True) -> str | None:
     """``--config.<field>`` where a config flag of this command has ``field`` (directly, or
-    in one of its blocks: a sweep config's ``pretrain``/``finetune``), else None."""
+    with ``in_blocks`` in one of its blocks: a sweep config's ``pretrain``/``finetune``),
+    else None."""
     for name in sorted(_config_flags):
         try:
             config = flags.FLAGS[name].value
@@ -66,7 +69,9 @@ def _config_flag_of(field: str) -> str | None:
         if not isinstance(config, ml_collections.ConfigDict):
             continue
         blocks = [""] + [
-            f"{k}." for k, v in config.items() if isinstance(v, ml_collections.ConfigDict)
+            f"{k}."
+            for k, v in config.items()
+            if in_blocks and isinstance(v, ml_collections.ConfigDict)
         ]
         for block in blocks:
             try:
@@ -89,6 +94,7 @@ def flag_wording(message: str) -> str:
             break
     for pattern, flag in _ARGUMENT_FLAGS:
         message = re.sub(pattern, flag, message)
+    message = _TOP_FIELD.sub(lambda m: _config_flag_of(m.group(1), False) or m.group(1), message)
     return _DOTTED.sub(lambda m: m.group(1) + (_config_flag_of(m.group(2)) or m.group(2)), message)
 
 

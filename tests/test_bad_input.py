@@ -31,7 +31,7 @@ TWO_DEVICES = xla_devices(2)
 CASES = [
     # experiments.pretrain: config values
     ("image_size", "pretrain", ["--config.render.image_size=18"], "does not divide"),
-    ("batch_size", "pretrain", ["--config.batch_size=0"], "batch_size"),
+    ("batch_size", "pretrain", ["--config.batch_size=0"], "--config.batch_size=0: must be"),
     ("seed", "pretrain", ["--config.seed=-1"], "--config.seed=-1: must be an integer in"),
     ("variant", "pretrain", ["--config.model.variant=giant/16"], "model.variant"),
     ("dtype", "pretrain", ["--config.model.dtype=float8"], "model.dtype"),
