@@ -271,8 +271,8 @@ def evaluate_point(
         init = None
     else:
         s, model, params, source = train.run(pre, pre_dir)
-        # On evals.task.num images (2,048 by default), as the task evaluator would measure.
-        num = pre.get("evals", {}).get("task", {}).get("num", 2048)
+        # On evals.task.num images, as the task evaluator would measure.
+        num = evals_task.num_of(pre)
         task = evals_task.task_accuracies(model, params, source, pre, num=num)
         row = {
             "init": "pretrained",

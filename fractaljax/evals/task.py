@@ -29,6 +29,14 @@ from fractaljax import augment, keys, models, sharding
 from fractaljax import render as render_lib
 from fractaljax.errors import ConfigError
 
+# Images of the classes measured where ``evals.task.num`` is not set.
+DEFAULT_NUM = 2048
+
+
+def num_of(config: ml_collections.ConfigDict) -> int:
+    """``evals.task.num`` of a run config (:data:`DEFAULT_NUM` where it has none)."""
+    return int(config.get("evals", {}).get("task", {}).get("num", DEFAULT_NUM))
+
 
 def _balanced_labels(num_classes: int, num: int) -> jax.Array:
     return jnp.arange(num, dtype=jnp.int32) % num_classes
@@ -41,7 +49,7 @@ def accuracy(
     input_size: int,
     interpolation: str = "bilinear",
     *,
-    num: int = 2048,
+    num: int = DEFAULT_NUM,
     redrawn: bool = False,
     seed: int = 0,
     batch_size: int = 256,
@@ -89,7 +97,9 @@ def accuracy_of(
     return float(np.sum(hits) / len(labels))
 
 
-def task_accuracies(model, params, source, config, num: int = 2048) -> dict[str, float | None]:
+def task_accuracies(
+    model, params, source, config, num: int = DEFAULT_NUM
+) -> dict[str, float | None]:
     """``{'clean_top1', 'redrawn_top1'}`` of a pre-training run's network (``config``: the
     run's config, for its input size, interpolation and seed)."""
     size = models.input_size(config, source)
@@ -106,7 +116,8 @@ def check(cfg: ml_collections.ConfigDict) -> None:
     unknown = sorted(set(cfg) - {"every", "num"})
     if unknown:
         raise ConfigError(f"evals.task.{unknown[0]}: no such field; the fields are every, num")
-    if not isinstance(cfg.get("num", 2048), int) or cfg.get("num", 2048) < 1:
+    num = cfg.get("num", DEFAULT_NUM)
+    if not isinstance(num, int) or num < 1:
         raise ConfigError(f"evals.task.num={cfg.num}: must be an integer >= 1")
 
 
@@ -114,7 +125,7 @@ def make(config: ml_collections.ConfigDict, model, source, workdir: str, cfg) ->
     """The evaluator: ``params -> {'task_clean_top1', 'task_redrawn_top1'}`` on
     ``cfg.num`` images (default 2,048); the redrawn one only where the source can redraw."""
     del workdir
-    num = int(cfg.get("num", 2048))
+    num = int(cfg.get("num", DEFAULT_NUM))
     size = models.input_size(config, source)
     method = augment.interpolation(config.augment)
     # Built once: every call of the evaluator reuses the two compiled programs.
