@@ -149,6 +149,17 @@ def render_bank(
     return jnp.concatenate(parts)
 
 
+def bank_draw(channels: int) -> Callable[[Any, jax.Array, jax.Array], jax.Array]:
+    """The ``draw`` of a source of one fixed image per class, its arrays ``{'bank': ...}``
+    (a :func:`render_bank` bank): the key is not used."""
+
+    def draw(arrays, labels, key):
+        del key  # one fixed image per class
+        return bank_images(arrays["bank"], labels, channels)
+
+    return draw
+
+
 # uint8 -> float32 by table: XLA turns a division by 255 into a multiplication by its
 # reciprocal, one ulp off the renderer's gray level 127/255.
 _LEVELS = np.arange(256, dtype=np.float32) / np.float32(255)

@@ -37,7 +37,7 @@ import numpy as np
 
 from fractaljax import keys as keys_lib
 from fractaljax.errors import ConfigError
-from fractaljax.sources.base import Source, bank_images, check_range, render_bank, render_spec
+from fractaljax.sources.base import Source, bank_draw, check_range, render_bank, render_spec
 
 SHAPES = ("circle", "square", "oriented_square", "rectangle", "triangle", "quadrilater")
 MODES = SHAPES + ("mixed",)
@@ -220,9 +220,5 @@ def make_dead_leaves(config: ml_collections.ConfigDict, cache_dir: str | None = 
         dataclasses.replace(spec, color=spec.channels == 3),
     )
 
-    def draw(arrays, labels, key):
-        del key  # one fixed image per class
-        return bank_images(arrays["bank"], labels, spec.channels)
-
-    n = config.source.num_classes
+    n, draw = config.source.num_classes, bank_draw(spec.channels)
     return Source("dead_leaves", n, spec, draw, arrays={"bank": bank})

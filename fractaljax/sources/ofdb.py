@@ -6,7 +6,7 @@ import jax
 import ml_collections
 
 from fractaljax import keys as keys_lib
-from fractaljax.sources.base import Source, bank_images, render_bank, render_fixed, render_spec
+from fractaljax.sources.base import Source, bank_draw, render_bank, render_fixed, render_spec
 from fractaljax.sources.fractaldb import search_categories
 
 
@@ -26,9 +26,5 @@ def make_ofdb(config: ml_collections.ConfigDict, cache_dir: str | None = None) -
         spec, jax.tree.map(lambda a: a[labels], systems), labels, key, key
     )[0]
     arrays = {"bank": render_bank(render_one, src.num_classes, spec)}
-
-    def draw(arrays, labels, key):
-        del key  # one fixed image per category
-        return bank_images(arrays["bank"], labels, spec.channels)
-
+    draw = bank_draw(spec.channels)
     return Source("ofdb", src.num_classes, spec, draw, systems, arrays=arrays)

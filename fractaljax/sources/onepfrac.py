@@ -20,7 +20,7 @@ from fractaljax.ifs import IFS
 from fractaljax.sources.base import (
     CLASS_CHUNK,
     Source,
-    bank_images,
+    bank_draw,
     check_range,
     render_bank,
     render_fixed,
@@ -277,11 +277,7 @@ def make_onepfrac(config: ml_collections.ConfigDict, cache_dir: str | None = Non
 
     elif src.bank:
         bank = render_bank(functools.partial(fixed_images, fixed), src.num_classes, spec)
-        arrays = {"bank": bank}
-
-        def draw(arrays, labels, key):
-            del key  # the fixed data set
-            return bank_images(arrays["bank"], labels, spec.channels)
+        arrays, draw = {"bank": bank}, bank_draw(spec.channels)
 
     else:
         arrays = fixed
