@@ -40,7 +40,11 @@ try:
 except ImportError:  # an image without TFDS (e.g. a bare accelerator machine): see load()
     tfds = None
 
-DEFAULT_DATA_DIR = os.path.join(os.path.expanduser("~"), "tensorflow_datasets")
+# Where prepared data sets live unless ``downstream.data_dir`` says: TFDS's own default
+# ($TFDS_DATA_DIR, else ~/tensorflow_datasets), so one prepared copy serves both.
+DEFAULT_DATA_DIR = os.environ.get("TFDS_DATA_DIR") or os.path.join(
+    os.path.expanduser("~"), "tensorflow_datasets"
+)
 FASHION_MNIST_DIR = "/usr/share/datasets/fashion-mnist"
 FASHION_FILES = {
     "train": ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"),
@@ -334,6 +338,12 @@ class ArraySource:
     def with_arrays(self, arrays: dict[str, jax.Array]) -> ArraySource:
         """This source reading ``arrays`` (its own, traced inside a jitted function)."""
         return dataclasses.replace(self, images=arrays["images"], labels=arrays["labels"])
+
+    def program_key(self) -> tuple:
+        """All that a program drawing from this source depends on besides the arrays'
+        values: runs on equal keys share compiled steps (``train.kept``)."""
+        shapes = [(a.shape, str(a.dtype)) for a in (self.images, self.labels)]
+        return ("ArraySource", self.name, self.num_classes, *shapes)
 
     def batch(self, key: jax.Array, step, batch_size: int):
         idx = jax.random.randint(jax.random.fold_in(key, step), (batch_size,), 0, len(self.labels))

@@ -23,8 +23,10 @@ the run directory in run_dir.py, the model of a config in models/, evaluators in
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import functools
+import json
 import os
 import signal
 import threading
@@ -89,6 +91,8 @@ def learning_rates(config: ml_collections.ConfigDict) -> np.ndarray:
 
 
 DECAY_RULES = ("official", "timm")
+# optim fields of the schedule, not of the optimizer that build() makes (runtime_lr).
+_SCHEDULE_FIELDS = ("lr", "lr_grid", "warmup_lr", "min_lr")
 _EMBEDDINGS = ("cls", "pos_embedding")
 
 
@@ -204,6 +208,70 @@ def _stop_agreed(stop: _StopRequest, done: int, boundary: bool) -> bool:
     return bool(np.any(multihost_utils.process_allgather(np.int32(local))))
 
 
+# ---- Programs kept for the next run in this process --------------------------------------
+
+# Config fields that no compiled program reads: the seed, the learning rate and the step
+# count are arguments of the step (step_inputs, learning_rates); the rest is the loop's.
+# Runs that differ only in these (a learning-rate grid, a random init and a pre-trained one
+# fine-tuned alike, a longer run) share one traced and compiled step.
+PROGRAM_FREE_FIELDS = (
+    "seed", "total_steps", "warmup_steps", "log_every", "checkpoint_every",
+    "keep_checkpoints", "optim.lr", "optim.lr_grid", "optim.warmup_lr", "optim.min_lr",
+)  # fmt: skip
+KEPT_PROGRAMS = 16  # entries: steps, models, optimizers; the oldest is dropped
+_kept_programs: collections.OrderedDict = collections.OrderedDict()
+
+
+def program_config(config: ml_collections.ConfigDict) -> str:
+    """``config`` without :data:`PROGRAM_FREE_FIELDS`, as canonical JSON: equal for two
+    runs whose programs are the same (a key of :func:`kept`)."""
+    d = config.to_dict()
+    for path in PROGRAM_FREE_FIELDS:
+        *parents, leaf = path.split(".")
+        node = d
+        for name in parents:
+            node = node.get(name, {})
+        if isinstance(node, dict):
+            node.pop(leaf, None)
+    return json.dumps(d, sort_keys=True, default=repr)
+
+
+def kept(key: tuple | None, make: Callable[[], Any]) -> Any:
+    """``make()``, kept under ``key`` for the next call with an equal key in this process
+    (least recently used first out, :data:`KEPT_PROGRAMS` at most); ``key=None``: not kept.
+
+    A sweep point fine-tunes 8 times (two inits, two learning rates, two label budgets) and
+    a fine-tuning evaluator once per interval: each run used to trace, lower and fetch from
+    the compilation cache a step equal to the last one (seconds each). A jitted function
+    kept here, with the model and optimizer it was traced with (a state holds both in its
+    tree structure, so new but equal ones would trace again), is called again instead:
+    JAX's own cache finds the program. Keys name everything a program reads that is not
+    an argument (:func:`program_config`, the model, the source's ``program_key``)."""
+    if key is None:
+        return make()
+    if key in _kept_programs:
+        _kept_programs.move_to_end(key)
+        return _kept_programs[key]
+    value = _kept_programs[key] = make()
+    while len(_kept_programs) > KEPT_PROGRAMS:
+        _kept_programs.popitem(last=False)
+    return value
+
+
+def source_program_key(source) -> tuple | None:
+    """What a source's compiled programs depend on besides its arrays (``program_key()``,
+    which :class:`~fractaljax.downstream.ArraySource` has), or None: not kept."""
+    key = getattr(source, "program_key", None)
+    return None if key is None else key()
+
+
+def abstract_source(source):
+    """``source`` holding only the shapes of its arrays: what a kept step closes over (the
+    step reads the arrays from its argument), so a kept program holds no device memory."""
+    shapes = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype), source.arrays)
+    return source.with_arrays(shapes)
+
+
 # ---- The step: render, augment, update (one jit) -----------------------------------------
 
 
@@ -225,6 +293,15 @@ def make_train_step(
     serves to the next run (``.func.lower(state, step, lr, **.keywords)`` lowers it)."""
     batch_sharding = sharding.batch_sharded(mesh)
     continuous = head(config) == "mdn"
+    # Donating the state halves its memory on accelerators; XLA's CPU backend ignores it.
+    donate = () if jax.default_backend() == "cpu" else (0,)
+    inputs = step_inputs(config, source, mesh) if inputs is None else inputs
+    skey = source_program_key(source)
+    program = None
+    if skey is not None:  # kept for the next run with equal programs (see kept)
+        program = ("train", program_config(config), model, skey, mesh, donate)
+        program += (_tree_key(state_sharding),)
+        source = abstract_source(source)
 
     def train_step(state, step, lr, inputs):
         src = source.with_arrays(inputs["arrays"])  # the only source the step reads
@@ -272,12 +349,17 @@ def make_train_step(
             metrics["train_accuracy"] = jnp.mean(jnp.argmax(out, -1) == labels)
         return state, metrics
 
-    # Donating the state halves its memory on accelerators; XLA's CPU backend ignores it.
-    donate = () if jax.default_backend() == "cpu" else (0,)
     out = None if state_sharding is None else (state_sharding, sharding.replicated(mesh))
-    step_fn = jax.jit(train_step, donate_argnums=donate, out_shardings=out)
-    inputs = step_inputs(config, source, mesh) if inputs is None else inputs
+    step_fn = kept(program, lambda: jax.jit(train_step, donate_argnums=donate, out_shardings=out))
     return functools.partial(step_fn, inputs=inputs)
+
+
+def _tree_key(tree) -> tuple | None:
+    """A hashable stand-in for a pytree of hashable leaves (shardings), or None."""
+    if tree is None:
+        return None
+    leaves, treedef = jax.tree.flatten(tree)
+    return tuple(leaves), treedef
 
 
 def step_inputs(config, source, mesh) -> dict[str, Any]:
@@ -319,8 +401,13 @@ def make_eval_step(config, model, source, mesh, inputs: dict[str, Any] | None = 
     top-1; with ``model.head='mdn'``, the loss and the error of the posterior mean of u in
     units of Delta (0.5 for a head that knows nothing, the prior's mean error)."""
     continuous = head(config) == "mdn"
+    inputs = step_inputs(config, source, mesh) if inputs is None else inputs
+    skey = source_program_key(source)
+    program = None
+    if skey is not None:  # kept for the next run with equal programs (see kept)
+        program = ("eval", program_config(config), model, skey, mesh)
+        source = abstract_source(source)
 
-    @jax.jit
     def eval_step(params, inputs):
         key = keys.stream(inputs["seed"], "eval")
         src = source.with_arrays(inputs["arrays"])  # the only source the check reads
@@ -343,8 +430,7 @@ def make_eval_step(config, model, source, mesh, inputs: dict[str, Any] | None = 
             "eval_error_over_delta": jnp.mean(jnp.abs(means - u)) / src.delta,
         }
 
-    inputs = step_inputs(config, source, mesh) if inputs is None else inputs
-    return functools.partial(eval_step, inputs=inputs)
+    return functools.partial(kept(program, lambda: jax.jit(eval_step)), inputs=inputs)
 
 
 # ---- State: initialisation, transfer, set-up of a run ------------------------------------
@@ -361,17 +447,21 @@ def init_state(config, model, tx, mesh, image_shape) -> train_state.TrainState:
     place: on many hosts each process makes only its own shards). The seed is an argument
     of the compiled initialisation: one program for every seed."""
     s = int(config.get("input_size") or image_shape[0])
-    dummy = jnp.zeros((1, s, s, image_shape[-1]), jnp.float32)
-
-    def init(seed):
-        params = model.init(init_key(seed), dummy)["params"]
-        return train_state.TrainState.create(apply_fn=model.apply, params=params, tx=tx)
-
-    seed = np.int32(config.seed)
+    shape = (1, s, s, image_shape[-1])
     mode = config.get("param_sharding", "replicated")
     min_size = config.get("fsdp_min_size", sharding.FSDP_MIN_SIZE)
-    layout = sharding.state_shardings(jax.eval_shape(init, seed), mesh, mode, min_size)
-    return jax.jit(init, out_shardings=layout)(seed)
+
+    def compile_init():
+        def init(seed):
+            params = model.init(init_key(seed), jnp.zeros(shape, jnp.float32))["params"]
+            return train_state.TrainState.create(apply_fn=model.apply, params=params, tx=tx)
+
+        layout = sharding.state_shardings(jax.eval_shape(init, np.int32(0)), mesh, mode, min_size)
+        return jax.jit(init, out_shardings=layout)
+
+    # Kept by the model and optimizer objects (build keeps those): equal ones share it.
+    init = kept(("init", model, tx, shape, mesh, mode, min_size), compile_init)
+    return init(np.int32(config.seed))
 
 
 def _checkpointable(state: train_state.TrainState) -> dict[str, Any]:
@@ -419,9 +509,15 @@ def build(config, mesh, source=None, cache_dir: str | None = None):
             f"configs/onepfrac.py or configs/amortized.py); {name!r} has none"
         )
     source = source or sources.make(config, cache_dir=cache_dir)
-    model = make_model(config, num_outputs(config, source.num_classes))
+    outputs = num_outputs(config, source.num_classes)
+    # The same objects for equal model and optimizer fields: a state's tree structure holds
+    # both, and kept programs are found by it (see kept).
+    model_key = ("model", json.dumps(config.model.to_dict(), sort_keys=True), outputs)
+    model = kept(model_key + (input_size(config),), lambda: make_model(config, outputs))
     schedule = learning_rate(config)
-    tx = make_optimizer(config, runtime_lr)
+    optim = {k: v for k, v in config.optim.to_dict().items() if k not in _SCHEDULE_FIELDS}
+    optim_key = ("optimizer", json.dumps(optim, sort_keys=True))
+    tx = kept(optim_key, lambda: make_optimizer(config, runtime_lr))
     state = init_state(config, model, tx, mesh, source.image_shape)
     return source, model, schedule, tx, state
 
@@ -525,7 +621,12 @@ def run(
     else:  # a new run (or one killed before its first checkpoint): this config is its record
         run_dir.write_config(os.path.join(workdir, "config.json"), config)
     if start == 0 and init_params is not None:
-        state = state.replace(params=transfer_params(state.params, init_params))
+        # On the layout init_state chose (FSDP shards, replicas): the weights come from
+        # anywhere, and the step is compiled for, and kept by, that layout.
+        layout = jax.tree.map(lambda x: x.sharding, state.params)
+        state = state.replace(
+            params=jax.device_put(transfer_params(state.params, init_params), layout)
+        )
     n_params = sum(p.size for p in jax.tree.leaves(state.params))
     print(
         f"training {config.model.variant} ({n_params / 1e6:.2f}M params) on "

@@ -20,11 +20,6 @@ needs_fashion = pytest.mark.skipif(
 )
 
 
-@pytest.fixture(scope="module")
-def data_dir(tmp_path_factory):
-    return str(tmp_path_factory.mktemp("tfds"))
-
-
 def test_digits_builder_prepares_and_loads(data_dir):
     tr = downstream.load("digits", "train", data_dir)
     te = downstream.load("digits", "test", data_dir)
@@ -124,6 +119,41 @@ def test_finetune_few_steps_loss_falls(digits_data, tmp_path):
     rec = json.loads((tmp_path / "source.json").read_text())
     assert rec == {"name": "digits", "num_classes": 10, "image_shape": [16, 16, 3]}
     assert "render" not in json.loads((tmp_path / "config.json").read_text())
+
+
+def test_finetunings_that_differ_in_lr_seed_or_init_trace_one_step(digits_data, tmp_path):
+    """A sweep point fine-tunes the random and the pre-trained init over a learning-rate
+    grid: one traced step serves them all in a process (train.kept), with results bit for
+    bit those of a step traced afresh; another batch size is another program."""
+    ft, data = digits_data
+    ft = ft.copy_and_resolve_references()
+    ft.total_steps, ft.log_every, ft.checkpoint_every, ft.batch_size = 4, 2, 4, 16
+    pre = tiny_config()
+    _, other_init = ft_lib.random_init(pre, seed=1)  # stands in for pre-trained weights
+
+    def tune(name, init=None, **fields):
+        c = ft.copy_and_resolve_references()
+        c.update_from_flattened_dict(fields)
+        return ft_lib.finetune(c, pre, init, str(tmp_path / name), data=data)
+
+    def steps():
+        return [v for k, v in train._kept_programs.items() if k[0] == "train"]
+
+    train._kept_programs.clear()
+    tune("a", **{"optim.lr": 0.1})
+    kept_run = tune("b", other_init, **{"optim.lr": 0.03, "seed": 3})
+    (step,) = steps()
+    assert step._cache_size() == 1  # traced once for both runs
+    train._kept_programs.clear()
+    fresh = tune("c", other_init, **{"optim.lr": 0.03, "seed": 3})
+    for k in ("first_loss", "last_loss", "eval_loss", "eval_accuracy", "test_accuracy"):
+        assert kept_run[k] == fresh[k], k
+    tune("d", **{"batch_size": 8})
+    assert len(steps()) == 2
+    # What the programs take as arguments, or only the loop reads, is not in the key.
+    c = ft.copy_and_resolve_references()
+    c.optim.lr, c.seed, c.total_steps, c.warmup_steps, c.log_every = 9.0, 5, 7, 3, 1
+    assert train.program_config(c) == train.program_config(ft)
 
 
 def test_transfer_params_keeps_new_head():
