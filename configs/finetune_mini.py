@@ -20,7 +20,7 @@ def get_config() -> ml_collections.ConfigDict:
 
     c.downstream = ml_collections.ConfigDict()
     c.downstream.dataset = "fashion_mnist"  # or 'digits', or any array_record TFDS set
-    c.downstream.data_dir = ""  # '' = ~/tensorflow_datasets
+    c.downstream.data_dir = ""  # '' = $TFDS_DATA_DIR or ~/tensorflow_datasets
     c.downstream.source_dir = ""  # fashion_mnist idx files; '' = /usr/share/datasets/fashion-mnist
     c.downstream.num_labels = 5000  # labelled fine-tuning subset (0 = all)
     c.downstream.test_limit = 0  # 0 = the whole test split

@@ -21,6 +21,13 @@ os.environ.setdefault(
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "0")
 
+# One directory of prepared TFDS sets for the whole suite (and every later run of it): the
+# default data_dir of every process it starts (fractaljax.downstream.DEFAULT_DATA_DIR reads
+# TFDS_DATA_DIR, as TFDS does), never the user's ~/tensorflow_datasets. Fashion-MNIST is
+# converted once, not once per test that reads it; concurrent preparations wait on
+# downstream.prepare's lock.
+os.environ.setdefault("TFDS_DATA_DIR", os.path.join(REPO, ".pytest_cache", "tfds"))
+
 # The suite's programs are tiny and compiled once each, so XLA's compile time, not their run
 # time, is most of the suite: LLVM's cheapest pipeline compiles about a third faster (the
 # programs run about twice as slow, which tiny programs do not notice). Same semantics: XLA
@@ -89,6 +96,12 @@ def run():
 
 
 @pytest.fixture(scope="session")
+def data_dir() -> str:
+    """The suite's shared TFDS directory (TFDS_DATA_DIR above)."""
+    return os.environ["TFDS_DATA_DIR"]
+
+
+@pytest.fixture(scope="session")
 def tiny_run(tmp_path_factory):
     """A tiny 1p-frac pre-training (test_train.tiny_config: 10 steps, checkpoints at 5 and
     10), trained once per worker and shared by every test that only reads a run."""
@@ -101,25 +114,44 @@ def tiny_run(tmp_path_factory):
     return workdir
 
 
-# The files that take longest, started first: each runs on one worker (--dist loadfile),
-# and one started last would leave the other worker idle at the end. The rest keep their
-# collection order. (pyproject.toml passes --no-loadscope-reorder, which would otherwise
-# send the files with the most tests first.)
-EXPENSIVE_FIRST = (
-    "test_notebook.py",
-    "test_protocol.py",
-    "test_protocol_e2e.py",
-    "test_distributed.py",
-    "test_sweep.py",
-    "test_interop.py",
-    "test_bad_input.py",
-    "test_reliability.py",
-    "test_train.py",
-    "test_downstream.py",
-    "test_inference.py",
-)
+# Seconds each file took (`pytest --durations=0`, the quiet 2-core CPU, cold caches), for
+# the order in which the two workers take files (--dist loadfile: a file runs on one
+# worker): longest first, so the short files at the end fill in and neither worker idles
+# long at the end (longest-processing-time-first scheduling; 30 s of wall time over the
+# order the suite had). A file not listed goes last. Refresh after a file's time changes
+# much: python tests/file_times.py LOG, LOG a --durations=0 run.
+FILE_SECONDS = {
+    "test_train.py": 151,
+    "test_gpu_protocol.py": 68,
+    "test_protocol_e2e.py": 67,
+    "test_amortized.py": 118,
+    "test_protocol.py": 102,
+    "test_sources.py": 101,
+    "test_distributed.py": 99,
+    "test_notebook.py": 80,
+    "test_inference.py": 73,
+    "test_downstream.py": 72,
+    "test_contours.py": 72,
+    "test_render.py": 60,
+    "test_reliability.py": 55,
+    "test_interop.py": 53,
+    "test_sweep.py": 41,
+    "test_dead_leaves.py": 39,
+    "test_augment.py": 35,
+    "test_bad_input.py": 30,
+    "test_onepfrac.py": 28,
+    "test_ifs.py": 23,
+    "test_science.py": 20,
+    "test_experiment_render.py": 16,
+    "test_evals.py": 13,
+    "test_randaugment.py": 8,
+    "test_cli.py": 6,
+    "test_models_losses.py": 6,
+    "test_stats.py": 1,
+    "test_keys.py": 0,
+}
 
 
 def pytest_collection_modifyitems(session, config, items):
-    rank = {name: i for i, name in enumerate(EXPENSIVE_FIRST)}
-    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: order kept
+    # Stable: the tests of a file keep their order.
+    items.sort(key=lambda item: -FILE_SECONDS.get(item.path.name, 0))

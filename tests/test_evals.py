@@ -30,8 +30,8 @@ def final_params(workdir) -> dict:
     return run_dir.load(str(workdir))[2]
 
 
-def test_evaluators_run_at_their_interval_and_leave_the_run_unchanged(tmp_path, tiny_run):
-    cfg = with_evals(str(tmp_path / "tfds"))
+def test_evaluators_run_at_their_interval_and_leave_the_run_unchanged(tmp_path, tiny_run, data_dir):
+    cfg = with_evals(data_dir)
     summary = train.train_and_evaluate(cfg, str(tmp_path / "a"))
     rows = {r["step"]: r for r in read_jsonl(tmp_path / "a" / "metrics.jsonl")}
     assert sorted(rows) == [5, 10]

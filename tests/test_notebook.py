@@ -32,17 +32,17 @@ def test_notebook_and_its_twin_hold_the_same_cells():
 
 
 def test_notebook_runs_on_cpu(tmp_path, monkeypatch):
-    """Executed in a fresh kernel, as nbmake does, with 20 steps and small probes; the
-    kernel writes its run under tmp_path."""
-    monkeypatch.setenv("FRACTALJAX_NOTEBOOK_STEPS", "20")
+    """Executed in a fresh kernel, as nbmake does, with 4 steps and small probes; the
+    kernel writes its run under tmp_path and reads the suite's prepared TFDS sets."""
+    monkeypatch.setenv("FRACTALJAX_NOTEBOOK_STEPS", "4")
     monkeypatch.setenv("FRACTALJAX_NOTEBOOK_WORKDIR", str(tmp_path / "run"))
     monkeypatch.delenv("MPLBACKEND", raising=False)  # the kernel's inline figures
-    monkeypatch.setenv("HOME", str(tmp_path))  # its TFDS files, not the user's
+    monkeypatch.setenv("HOME", str(tmp_path))  # nothing of the kernel's in the user's home
     nb = jupytext.read(NOTEBOOK)
     # Smaller probe sets than the notebook's default, through its parameters cell.
     (params,) = [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])]
-    params.source = params.source.replace("10_000, 10_000", "2_000, 1_000")
-    assert "2_000, 1_000" in params.source
+    params.source = params.source.replace("10_000, 10_000", "1_000, 500")
+    assert "1_000, 500" in params.source
     client = nbclient.NotebookClient(
         nb,
         timeout=600,

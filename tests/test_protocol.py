@@ -20,11 +20,6 @@ from fractaljax.evals import task as evals_task
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 
 
-@pytest.fixture(scope="module")
-def data_dir(tmp_path_factory):
-    return str(tmp_path_factory.mktemp("tfds"))
-
-
 def digits_config(data_dir: str, val_size: int = 200) -> ml_collections.ConfigDict:
     ft = finetune_mini.get_config()
     ft.downstream.dataset = "digits"
