@@ -33,6 +33,8 @@ def source_block(num_classes: int) -> ml_collections.ConfigDict:
     s.min_fill = 0.2  # a category is kept if its point rendering fills >= 20%
     s.search_size = 512  # ... of the official canvas (100k points, pad 6)
     s.search_pad = 6
+    # Optional: s.search_walkers x s.search_steps points (default 1000 x 100, the official
+    # 100k); fewer only where a small search canvas saturates anyway (the tests).
     s.weights = (0.8, 0.9, 1.1, 1.2)  # one parameter a..f of every map times w
     s.flip = True  # random horizontal and vertical flips of each instance
     return s

@@ -29,10 +29,17 @@ os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "0")
 os.environ.setdefault("TFDS_DATA_DIR", os.path.join(REPO, ".pytest_cache", "tfds"))
 
 # The suite's programs are tiny and compiled once each, so XLA's compile time, not their run
-# time, is most of the suite: LLVM's cheapest pipeline compiles about a third faster (the
-# programs run about twice as slow, which tiny programs do not notice). Same semantics: XLA
-# keeps fast-math off at every level. Tests that time anything live in benchmarks/.
-TEST_XLA_FLAGS = "--xla_backend_optimization_level=0 --xla_llvm_disable_expensive_passes=true"
+# time, is most of the suite (510 of its 1,340 CPU-seconds in the workers alone, measured
+# with jax.monitoring): LLVM's cheapest pipeline compiles about a third faster, and XLA's
+# older elemental emitters in place of the fusion emitters about 40% faster again (a tiny
+# and a small-protocol train step: 20.5 -> 12-13.5 s); the programs run two to three times
+# slower, which tiny programs do not notice. Same semantics: fast-math stays off (results
+# may differ in the last bits from the default pipeline's, never between two runs here).
+# Tests that time anything live in benchmarks/, which use the defaults.
+TEST_XLA_FLAGS = (
+    "--xla_backend_optimization_level=0 --xla_llvm_disable_expensive_passes=true "
+    "--xla_cpu_use_fusion_emitters=false"
+)
 if "xla_backend_optimization_level" not in os.environ.get("XLA_FLAGS", ""):
     os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {TEST_XLA_FLAGS}".strip()
 
@@ -117,36 +124,37 @@ def tiny_run(tmp_path_factory):
 # Seconds each file took (`pytest --durations=0`, the quiet 2-core CPU, cold caches), for
 # the order in which the two workers take files (--dist loadfile: a file runs on one
 # worker): longest first, so the short files at the end fill in and neither worker idles
-# long at the end (longest-processing-time-first scheduling; 30 s of wall time over the
-# order the suite had). A file not listed goes last. Refresh after a file's time changes
-# much: python tests/file_times.py LOG, LOG a --durations=0 run.
+# long at the end (longest-processing-time-first scheduling: 30 s of wall time over the
+# hand-made order the suite had, simulated from one run's file times). A file not listed
+# goes last. A file's time depends on the order too (the first file to compile a shared
+# program pays for it); refresh after a big change: python tests/file_times.py LOG.
 FILE_SECONDS = {
-    "test_train.py": 151,
-    "test_gpu_protocol.py": 68,
-    "test_protocol_e2e.py": 67,
-    "test_amortized.py": 118,
-    "test_protocol.py": 102,
-    "test_sources.py": 101,
+    "test_train.py": 156,
+    "test_amortized.py": 134,
+    "test_sources.py": 110,
     "test_distributed.py": 99,
-    "test_notebook.py": 80,
-    "test_inference.py": 73,
-    "test_downstream.py": 72,
-    "test_contours.py": 72,
-    "test_render.py": 60,
-    "test_reliability.py": 55,
-    "test_interop.py": 53,
-    "test_sweep.py": 41,
-    "test_dead_leaves.py": 39,
-    "test_augment.py": 35,
-    "test_bad_input.py": 30,
-    "test_onepfrac.py": 28,
-    "test_ifs.py": 23,
-    "test_science.py": 20,
-    "test_experiment_render.py": 16,
-    "test_evals.py": 13,
-    "test_randaugment.py": 8,
+    "test_inference.py": 61,
+    "test_contours.py": 59,
+    "test_notebook.py": 49,
+    "test_downstream.py": 48,
+    "test_protocol.py": 42,
+    "test_protocol_e2e.py": 39,
+    "test_reliability.py": 36,
+    "test_render.py": 35,
+    "test_interop.py": 29,
+    "test_gpu_protocol.py": 27,
+    "test_sweep.py": 25,
+    "test_dead_leaves.py": 19,
+    "test_augment.py": 19,
+    "test_bad_input.py": 17,
+    "test_onepfrac.py": 17,
+    "test_science.py": 12,
+    "test_evals.py": 9,
+    "test_experiment_render.py": 9,
+    "test_ifs.py": 8,
     "test_cli.py": 6,
-    "test_models_losses.py": 6,
+    "test_models_losses.py": 5,
+    "test_randaugment.py": 3,
     "test_stats.py": 1,
     "test_keys.py": 0,
 }

@@ -26,8 +26,10 @@ SMALL = {
 
 def small(module, **overrides):
     c = module.get_config("mini")
-    search = {"source.search_size": 64, "source.search_pad": 1} if "search_size" in c.source else {}
-    c.update_from_flattened_dict({**SMALL, **search, **overrides})
+    if "search_size" in c.source:  # FractalDB's search on a 64 px canvas: 8k points fill it
+        c.source.search_size, c.source.search_pad = 64, 1
+        c.source.search_walkers, c.source.search_steps = 128, 64
+    c.update_from_flattened_dict({**SMALL, **overrides})
     return c
 
 
@@ -60,6 +62,11 @@ def test_fractaldb_categories_pass_their_fill_rate_and_are_cached(fdb_source):
     spec = sources.search_spec(c)
     systems, fills = sources.search_categories(c, str(cache))
     np.testing.assert_array_equal(systems.maps, src.systems.maps)
+    assert spec.walkers * spec.steps == 8192  # the test's search (fields it sets)
+    official = sources.search_spec(fractaldb.get_config())  # 100k points, 512 px, pad 6
+    assert (official.walkers * official.steps, official.image_size, official.pad) == (
+        100_000, 512, 6
+    )  # fmt: skip
     assert fills.shape == (12,) and fills.min() >= 0.2
     # Measured again on other walks: the fill rate is mostly a property of the system, not
     # of the walks the search used. Not always: a few far points of one walk can shrink the

@@ -49,11 +49,17 @@ def _test_candidates(key, batch_index, check, min_maps, max_maps):
 def search_spec(config: ml_collections.ConfigDict) -> render_lib.RenderSpec:
     """The rendering of FractalDB's fill test: the official search draws 100k points on a
     ``source.search_size`` (512) px canvas with pad ``source.search_pad`` (6), one pixel a
-    point, whatever the training canvas: the fill rate depends on all three."""
+    point, whatever the training canvas: the fill rate depends on all three. The points are
+    ``source.search_walkers`` (1000) walks of ``source.search_steps`` (100) steps, optional
+    fields: the official 100k unless a config sets fewer (the tests, on 64 px canvases
+    that 100k points saturate, to keep the search seconds short)."""
     src = config.source
     check_range(src, "search_size", lo=16, hi=4096)
+    default = render_lib.RenderSpec()
     return render_lib.RenderSpec(
         image_size=src.search_size,
+        walkers=int(src.get("search_walkers", default.walkers)),
+        steps=int(src.get("search_steps", default.steps)),
         pad=src.search_pad,
         patch="none",
         channels=1,
