@@ -512,11 +512,11 @@ def build(config, mesh, source=None, cache_dir: str | None = None):
     outputs = num_outputs(config, source.num_classes)
     # The same objects for equal model and optimizer fields: a state's tree structure holds
     # both, and kept programs are found by it (see kept).
-    model_key = ("model", json.dumps(config.model.to_dict(), sort_keys=True), outputs)
-    model = kept(model_key + (input_size(config),), lambda: make_model(config, outputs))
+    model_key = ("model", json.dumps(config.model.to_dict(), sort_keys=True, default=repr))
+    model = kept(model_key + (outputs, input_size(config)), lambda: make_model(config, outputs))
     schedule = learning_rate(config)
     optim = {k: v for k, v in config.optim.to_dict().items() if k not in _SCHEDULE_FIELDS}
-    optim_key = ("optimizer", json.dumps(optim, sort_keys=True))
+    optim_key = ("optimizer", json.dumps(optim, sort_keys=True, default=repr))
     tx = kept(optim_key, lambda: make_optimizer(config, runtime_lr))
     state = init_state(config, model, tx, mesh, source.image_shape)
     return source, model, schedule, tx, state
