@@ -215,9 +215,8 @@ def _stop_agreed(stop: _StopRequest, done: int, boundary: bool) -> bool:
 # Runs that differ only in these (a learning-rate grid, a random init and a pre-trained one
 # fine-tuned alike, a longer run) share one traced and compiled step.
 PROGRAM_FREE_FIELDS = (
-    "seed", "total_steps", "warmup_steps", "log_every", "checkpoint_every",
-    "keep_checkpoints", "optim.lr", "optim.lr_grid", "optim.warmup_lr", "optim.min_lr",
-)  # fmt: skip
+    "seed", "total_steps", "warmup_steps", "log_every", "checkpoint_every", "keep_checkpoints",
+) + tuple(f"optim.{name}" for name in _SCHEDULE_FIELDS)  # fmt: skip
 KEPT_PROGRAMS = 16  # entries: steps, models, optimizers; the oldest is dropped
 _kept_programs: collections.OrderedDict = collections.OrderedDict()
 
@@ -233,6 +232,11 @@ def program_config(config: ml_collections.ConfigDict) -> str:
             node = node.get(name, {})
         if isinstance(node, dict):
             node.pop(leaf, None)
+    return _canonical(d)
+
+
+def _canonical(d: dict) -> str:
+    """A dict as canonical JSON (sorted keys; anything not JSON by its repr): a key part."""
     return json.dumps(d, sort_keys=True, default=repr)
 
 
@@ -272,6 +276,16 @@ def abstract_source(source):
     return source.with_arrays(shapes)
 
 
+def _program_of(kind: str, config, model, source, mesh, *more) -> tuple:
+    """``(key, source)`` of a step program: the :func:`kept` key and the abstract source to
+    close over, or ``(None, source)`` where the source has no ``program_key``."""
+    skey = source_program_key(source)
+    if skey is None:
+        return None, source
+    key = (kind, program_config(config), model, skey, mesh, *more)
+    return key, abstract_source(source)
+
+
 # ---- The step: render, augment, update (one jit) -----------------------------------------
 
 
@@ -296,12 +310,10 @@ def make_train_step(
     # Donating the state halves its memory on accelerators; XLA's CPU backend ignores it.
     donate = () if jax.default_backend() == "cpu" else (0,)
     inputs = step_inputs(config, source, mesh) if inputs is None else inputs
-    skey = source_program_key(source)
-    program = None
-    if skey is not None:  # kept for the next run with equal programs (see kept)
-        program = ("train", program_config(config), model, skey, mesh, donate)
-        program += (_tree_key(state_sharding),)
-        source = abstract_source(source)
+    # Kept for the next run with equal programs (see kept).
+    program, source = _program_of(
+        "train", config, model, source, mesh, donate, _tree_key(state_sharding)
+    )
 
     def train_step(state, step, lr, inputs):
         src = source.with_arrays(inputs["arrays"])  # the only source the step reads
@@ -402,11 +414,7 @@ def make_eval_step(config, model, source, mesh, inputs: dict[str, Any] | None = 
     units of Delta (0.5 for a head that knows nothing, the prior's mean error)."""
     continuous = head(config) == "mdn"
     inputs = step_inputs(config, source, mesh) if inputs is None else inputs
-    skey = source_program_key(source)
-    program = None
-    if skey is not None:  # kept for the next run with equal programs (see kept)
-        program = ("eval", program_config(config), model, skey, mesh)
-        source = abstract_source(source)
+    program, source = _program_of("eval", config, model, source, mesh)  # see kept
 
     def eval_step(params, inputs):
         key = keys.stream(inputs["seed"], "eval")
@@ -512,11 +520,11 @@ def build(config, mesh, source=None, cache_dir: str | None = None):
     outputs = num_outputs(config, source.num_classes)
     # The same objects for equal model and optimizer fields: a state's tree structure holds
     # both, and kept programs are found by it (see kept).
-    model_key = ("model", json.dumps(config.model.to_dict(), sort_keys=True, default=repr))
+    model_key = ("model", _canonical(config.model.to_dict()))
     model = kept(model_key + (outputs, input_size(config)), lambda: make_model(config, outputs))
     schedule = learning_rate(config)
     optim = {k: v for k, v in config.optim.to_dict().items() if k not in _SCHEDULE_FIELDS}
-    optim_key = ("optimizer", json.dumps(optim, sort_keys=True, default=repr))
+    optim_key = ("optimizer", _canonical(optim))
     tx = kept(optim_key, lambda: make_optimizer(config, runtime_lr))
     state = init_state(config, model, tx, mesh, source.image_shape)
     return source, model, schedule, tx, state
