@@ -227,7 +227,7 @@ def discrete_is(
         defensive with :func:`defensive`; ``-log L`` everywhere for the prior).
       num_samples: K.
     """
-    y = jax.random.categorical(key, log_q, shape=(num_samples,))
+    y = categorical_draws(key, log_q, num_samples)
     return Weighted(y, model.log_joint(s_x, y) - log_q[y])
 
 
@@ -414,7 +414,7 @@ def class_mixture_proposal(
 
     def sample(key, k):
         k_c, k_e = jax.random.split(key)
-        comp = jax.random.categorical(k_c, log_pi, shape=(k,))
+        comp = categorical_draws(k_c, log_pi, k)
         return centres[comp] + width * jax.random.normal(k_e, (k, centres.shape[1]))
 
     mix = Proposal(sample, lambda eps: mixture_log_q(eps, centres, log_pi, width))
@@ -532,9 +532,26 @@ def continuous_is(
     return importance_sample(key, log_joint, proposal, num_samples)
 
 
+def categorical_draws(key: jax.Array, log_p: jax.Array, num: int) -> jax.Array:
+    """``num`` independent draws of an index of ``log_p [L]`` (unnormalised log
+    probabilities; ``-inf`` is never drawn): ``int32[num]``.
+
+    Inverse-CDF sampling, O(L + num log L); ``jax.random.categorical(..., shape=(num,))``
+    draws num x L Gumbels (15 s for 300 posteriors of 4,000 weights and 99 draws on a
+    2-core CPU, against 0.1 s here). The same law, other draws for the same key.
+    """
+    p = jnp.exp(log_p - jnp.max(log_p))
+    cdf = jnp.cumsum(p)
+    u = jax.random.uniform(key, (num,)) * cdf[-1]
+    idx = jnp.searchsorted(cdf, u, side="right")
+    # Rounding can put u at cdf[-1]: the last index with mass is the draw then.
+    last = log_p.shape[0] - 1 - jnp.argmax(p[::-1] > 0)
+    return jnp.minimum(idx, last).astype(jnp.int32)
+
+
 def resample(key: jax.Array, w: Weighted, num: int) -> jax.Array:
     """``num`` draws of the self-normalised IS posterior (multinomial resampling)."""
-    return w.samples[jax.random.categorical(key, w.log_weights, shape=(num,))]
+    return w.samples[categorical_draws(key, w.log_weights, num)]
 
 
 # --- calibration ------------------------------------------------------------------------------
@@ -596,9 +613,9 @@ def sbc_ranks(
         k_is, k_r, k_t = jax.random.split(k, 3)
         if correct:
             w = discrete_is(k_is, model, s, lq, num_samples)
-            draws = w.samples[jax.random.categorical(k_r, w.log_weights, shape=(num_draws,))]
+            draws = resample(k_r, w, num_draws)
         else:
-            draws = jax.random.categorical(k_r, lq, shape=(num_draws,))
+            draws = categorical_draws(k_r, lq, num_draws)
         less, ties = jnp.sum(draws < y), jnp.sum(draws == y)
         return less + jax.random.randint(k_t, (), 0, ties + 1), ties == num_draws
 

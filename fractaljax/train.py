@@ -449,11 +449,15 @@ def init_key(seed: int | jax.Array) -> jax.Array:
     return keys.stream(seed, "init")
 
 
-def init_state(config, model, tx, mesh, image_shape) -> train_state.TrainState:
+def init_state(
+    config, model, tx, mesh, image_shape, abstract: bool = False
+) -> train_state.TrainState:
     """The initial train state for inputs of ``image_shape`` (H, W, C) resized to
     :func:`input_size`, laid out on ``mesh`` as ``config.param_sharding`` says (created in
     place: on many hosts each process makes only its own shards). The seed is an argument
-    of the compiled initialisation: one program for every seed."""
+    of the compiled initialisation: one program for every seed. ``abstract``: the state's
+    shapes, dtypes and shardings only (``jax.ShapeDtypeStruct`` leaves), nothing compiled
+    or allocated, e.g. to trace a paper-size step on a laptop."""
     s = int(config.get("input_size") or image_shape[0])
     shape = (1, s, s, image_shape[-1])
     mode = config.get("param_sharding", "replicated")
@@ -469,7 +473,8 @@ def init_state(config, model, tx, mesh, image_shape) -> train_state.TrainState:
 
     # Kept by the model and optimizer objects (build keeps those): equal ones share it.
     init = kept(("init", model, tx, shape, mesh, mode, min_size), compile_init)
-    return init(np.int32(config.seed))
+    seed = np.int32(config.seed)
+    return jax.eval_shape(init, seed) if abstract else init(seed)
 
 
 def _checkpointable(state: train_state.TrainState) -> dict[str, Any]:
@@ -503,11 +508,11 @@ def warn_if_paper_scale_on_cpu(config: ml_collections.ConfigDict, start: int = 0
     return True
 
 
-def build(config, mesh, source=None, cache_dir: str | None = None):
+def build(config, mesh, source=None, cache_dir: str | None = None, abstract_state: bool = False):
     """``(source, model, schedule, tx, state)`` of ``config``: what a train step needs, with
     no run directory (``source`` replaces ``sources.make``; ``cache_dir`` keeps its
     one-time searches). ``tx`` takes its learning rate from the step (:func:`runtime_lr`);
-    ``schedule`` is the learning rate itself."""
+    ``schedule`` is the learning rate itself. ``abstract_state``: see :func:`init_state`."""
     # Checked before the source is built: a bank of images may take minutes to draw.
     name = config.source.name if source is None else source.name
     latent = name in sources.LATENT_SOURCES if source is None else hasattr(source, "latent_batch")
@@ -526,7 +531,7 @@ def build(config, mesh, source=None, cache_dir: str | None = None):
     optim = {k: v for k, v in config.optim.to_dict().items() if k not in _SCHEDULE_FIELDS}
     optim_key = ("optimizer", _canonical(optim))
     tx = kept(optim_key, lambda: make_optimizer(config, runtime_lr))
-    state = init_state(config, model, tx, mesh, source.image_shape)
+    state = init_state(config, model, tx, mesh, source.image_shape, abstract_state)
     return source, model, schedule, tx, state
 
 

@@ -30,6 +30,28 @@ def simulate_tiny(model, key, num):
     return y, s
 
 
+def test_categorical_draws_follow_their_law_and_never_draw_an_impossible_index():
+    """Inverse-CDF draws (resampling, the class proposals, SBC) against the law they draw
+    from (chi-square; the law moved by one index is rejected), -inf never drawn (the last
+    index included), and unnormalised log probabilities far from 0 handled."""
+    p = np.array([0.5, 0.0, 0.2, 0.05, 0.25, 0.0])
+    log_p = jnp.log(jnp.asarray(p, jnp.float32)) + 300.0  # unnormalised, exp would overflow
+    n = 40_000
+    draws = np.asarray(inf.categorical_draws(jax.random.key(0), log_p, n))
+    assert draws.dtype == np.int32 and draws.shape == (n,)
+    counts = np.bincount(draws, minlength=len(p))
+    assert counts[1] == counts[5] == 0  # -inf: never, the last index too
+    mass = p > 0
+    assert stats.chisquare(counts[mass], n * p[mass]).pvalue > 0.01
+    shifted = np.roll(p, 1)[mass] / np.roll(p, 1)[mass].sum()
+    assert stats.chisquare(counts[mass], n * shifted).pvalue < 1e-6
+    # One index with all the mass; vmapped over keys as inference uses it.
+    one = jnp.full(7, -jnp.inf).at[3].set(0.0)
+    keys = jax.random.split(jax.random.key(1), 5)
+    got = jax.vmap(lambda k: inf.categorical_draws(k, one, 11))(keys)
+    assert (np.asarray(got) == 3).all()
+
+
 def test_ess_and_log_evidence_formulas():
     lw = jnp.log(jnp.array([2.0, 2.0, 2.0, 2.0]))
     assert float(inf.ess(lw)) == pytest.approx(1.0)

@@ -303,10 +303,10 @@ def test_bad_source_config_writes_no_config_json(tmp_path):
     assert not (tmp_path / "config.json").exists()  # a fixed rerun starts from its own config
 
 
-def _paper_step(c):
+def _paper_step(c, abstract_state=False):
     """The train step of config ``c`` built as train_and_evaluate builds it."""
     mesh = sharding.data_mesh()
-    src, model, _, _, state = train.build(c, mesh)
+    src, model, _, _, state = train.build(c, mesh, abstract_state=abstract_state)
     return train.make_train_step(c, model, src, mesh), state
 
 
@@ -317,9 +317,12 @@ def test_the_paper_step_traces_at_full_size_and_runs_reduced_in_bfloat16():
     c = onepfrac.get_config("vit_ti")
     c.source.num_classes, c.batch_size = 4, 2  # L and the batch do not change the program
     c.source.bank = True
-    step, state = _paper_step(c)
+    step, state = _paper_step(c, abstract_state=True)  # ViT-Ti's init traced, not compiled
     out_state, metrics = jax.eval_shape(step, state, 0, 1e-3)
     assert jax.tree.structure(out_state.params) == jax.tree.structure(state.params)
+    shapes = lambda t: [(x.shape, x.dtype) for x in jax.tree.leaves(t)]
+    assert shapes(out_state.params) == shapes(state.params)
+    assert state.params["embedding"]["kernel"].shape == (16, 16, 3, 192)  # ViT-Ti/16
     assert metrics["loss"].shape == ()
     # Reduced: a 64 px canvas cropped to 32 px, the test model, bfloat16; every augmentation on.
     c.render.image_size, c.render.pad, c.input_size = 64, 2, 32
