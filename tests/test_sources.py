@@ -24,12 +24,19 @@ SMALL = {
 }
 
 
+# FractalDB's and OFDB's category search on a 64 px canvas: 8k points fill it.
+SMALL_SEARCH = {
+    "source.search_size": 64,
+    "source.search_pad": 1,
+    "source.search_walkers": 128,
+    "source.search_steps": 64,
+}
+
+
 def small(module, **overrides):
     c = module.get_config("mini")
-    if "search_size" in c.source:  # FractalDB's search on a 64 px canvas: 8k points fill it
-        c.source.search_size, c.source.search_pad = 64, 1
-        c.source.search_walkers, c.source.search_steps = 128, 64
-    c.update_from_flattened_dict({**SMALL, **overrides})
+    search = SMALL_SEARCH if "search_size" in c.source else {}
+    c.update_from_flattened_dict({**SMALL, **search, **overrides})
     return c
 
 
@@ -227,7 +234,9 @@ def test_bad_background_and_unknown_source_are_config_errors():
 
 
 def test_a_source_renders_from_the_command_line(run, tmp_path):
-    flags = [f"--config.{k}={v}" for k, v in SMALL.items()]
+    # The optional search_walkers / search_steps are not flags: the 100k points stay.
+    search = {k: v for k, v in SMALL_SEARCH.items() if k.endswith(("size", "pad"))}
+    flags = [f"--config.{k}={v}" for k, v in {**SMALL, **search}.items()]
     res = run("experiments.render", "--config=configs/ofdb.py:mini", f"--out={tmp_path}", *flags)
     assert res.returncode == 0, res.stderr[-2000:]
     assert "category search: 12 systems" in res.stdout
