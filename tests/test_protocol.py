@@ -1,7 +1,6 @@
 """The pieces of a protocol that can show the paper's effect: validation splits, learning
 rates chosen on them, the drift control, accuracy on redrawn classes, controls in sweeps."""
 
-import os
 import pathlib
 
 import jax
@@ -206,45 +205,6 @@ def tiny_sweep(tmp_path, data_dir) -> ml_collections.ConfigDict:
     cfg.sweep.controls = {"drift": (("source.labels", "random"),)}
     cfg.sweep.metrics = ("finetune_val_top1", "probe_best_val_top1")
     return cfg
-
-
-def test_sweep_runs_the_drift_control_and_pairs_with_it(tmp_path, data_dir):
-    from fractaljax import sweeps
-
-    cfg = tiny_sweep(tmp_path, data_dir)
-    rows = sweeps.run_sweep(cfg, str(tmp_path), update_store=True)
-    assert [r["point"] for r in rows] == [
-        f"{p}_seed0" for p in ("random_init", "drift", "delta=0.5")
-    ]
-    drift = [r for r in rows if r["point"].startswith("drift")]
-    assert all(r["init"] == "control" and r["value"] == "drift" for r in drift)
-    # The control is a pre-training run of its own (the same steps, labels that carry
-    # nothing): another point than the value it perturbs, with the pre-training's outputs.
-    assert len({r["dir"] for r in rows}) == 3
-    for r in rows:
-        if r["init"] != "random":
-            assert 0 <= r["pretrain_clean_top1"] <= 1 and 0 <= r["pretrain_redrawn_top1"] <= 1
-    text = sweeps.report(cfg, rows, str(tmp_path))
-    assert "paired with the control 'drift'" in text and "validation top-1" in text
-    vs = (tmp_path / "summary_vs_drift.txt").read_text().splitlines()
-    assert vs[0].split()[:3] == ["value", "seeds", "pretrain"]
-    metrics = sweeps.metrics_of(rows, sweeps.headline(cfg))
-    assert metrics == ("finetune_val_top1", "probe_best_val_top1")
-    summary = {s["value"]: s for s in sweeps.summarize(rows, metrics, baseline="drift")}
-    d = summary[0.5]["finetune_val_top1_diff"]
-    assert d == rows[2]["finetune_val_top1"] - rows[1]["finetune_val_top1"]
-    assert "finetune_val_top1_diff" not in summary["drift"]
-    # The stored points carry the same rows (the committed results of a sweep).
-    assert len(list((tmp_path / "store").glob("*.json"))) == 3
-    # Another fine-tuning recipe is another point, but the same pre-training run.
-    cfg.sweep.random_init, cfg.sweep.controls = False, {}
-    cfg.finetune.total_steps = 8
-    (again,) = sweeps.run_sweep(cfg, str(tmp_path))  # not into the store: not asked
-    assert again["dir"] != rows[2]["dir"] and again["pretrain_dir"] == rows[2]["pretrain_dir"]
-    assert again["pretrain_last_loss"] == rows[2]["pretrain_last_loss"]
-    assert len(list((tmp_path / "pretrain").iterdir())) == 2  # drift and delta=0.5
-    assert len(list((tmp_path / "store").glob("*.json"))) == 3
-    assert os.path.exists(os.path.join(again["dir"], "stored.json"))
 
 
 def test_a_sweep_also_pairs_its_values_with_the_named_ones():

@@ -5,7 +5,7 @@ import os
 
 import numpy as np
 import pytest
-from conftest import REPO
+from conftest import REPO, run_modules
 
 TINY = {
     "pretrain.source.num_classes": 8,
@@ -72,16 +72,10 @@ def test_sweep_writes_results_and_resumes(run, tmp_path):
         d = float(summary["0.5"][f"{m}_diff"])  # one seed: the paired difference itself
         np.testing.assert_allclose(d, float(rows[0][m]) - float(rows[1][m]), atol=1e-9)
     assert (tmp_path / "summary.txt").read_text().startswith("value")
-    # A rerun skips the finished points and rewrites the same table.
+    # Three commands that compute nothing, side by side from one interpreter (each its own
+    # process): a rerun; another sweep with the committed store only; a sweep in progress.
     before = (tmp_path / "results.csv").read_text()
-    res = run(*args)
-    assert res.returncode == 0, res.stderr[-3000:]
-    assert res.stdout.count("done earlier, skipped") == 2
-    assert (tmp_path / "results.csv").read_text() == before
-    # Another sweep, on another machine (no points directory) but with the committed store,
-    # meets the same two points under other names (sigma 3.5 is the default): read back.
-    res = run(
-        "experiments.sweep",
+    sigma = [
         f"--workdir={tmp_path}/sigma",
         f"--config.sweep.points_dir={tmp_path}/elsewhere",
         f"--config.sweep.store_dir={tmp_path}/store",
@@ -91,7 +85,18 @@ def test_sweep_writes_results_and_resumes(run, tmp_path):
         "--config.sweep.few_labels=100",
         "--config.pretrain.source.delta=0.5",
         *FLAGS,
-    )
+    ]
+    part = [a for a in args[1:] if not a.startswith(("--config.sweep.seeds", "--workdir"))]
+    part += ["--config.sweep.seeds=(0, 1)", f"--workdir={tmp_path}/part", "--only_finished"]
+    (tmp_path / "out").mkdir()
+    commands = [("experiments.sweep", a, {}) for a in (args[1:], sigma, part)]
+    rerun, res, partial = run_modules(commands, str(tmp_path / "out"))
+    # The rerun skips the finished points and rewrites the same table.
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    assert rerun.stdout.count("done earlier, skipped") == 2
+    assert (tmp_path / "results.csv").read_text() == before
+    # Another sweep, on another machine (no points directory) but with the committed store,
+    # meets the same two points under other names (sigma 3.5 is the default): read back.
     assert res.returncode == 0, res.stderr[-3000:]
     assert res.stdout.count("done earlier, skipped") == 2
     with open(tmp_path / "sigma" / "results.csv") as f:
@@ -100,10 +105,8 @@ def test_sweep_writes_results_and_resumes(run, tmp_path):
     assert again[1]["finetune_top1"] == rows[0]["finetune_top1"]
     assert not (tmp_path / "elsewhere").exists()
     # A sweep in progress: the finished points summarised, nothing computed.
-    part = [a for a in args if not a.startswith(("--config.sweep.seeds", "--workdir"))]
-    res = run(*part, "--config.sweep.seeds=(0, 1)", f"--workdir={tmp_path}/part", "--only_finished")
-    assert res.returncode == 0, res.stderr[-3000:]
-    assert "left out: random_init_seed1, delta=0.5_seed1" in res.stdout
+    assert partial.returncode == 0, partial.stderr[-3000:]
+    assert "left out: random_init_seed1, delta=0.5_seed1" in partial.stdout
     with open(tmp_path / "part" / "results.csv") as f:
         assert len(list(csv.DictReader(f))) == 2
     assert (tmp_path / "sigma" / "loss.png").stat().st_size > 1000
