@@ -1,13 +1,18 @@
 """Images/s of every synthetic source's ``batch(key, step, B)``, against 1p-frac, in one run.
 
   python benchmarks/source_bench.py [--size paper|mini|both] [--batch 64] [--repeats 5]
+                                   [--sources onepfrac,radial_contour,...]
 
 For each source config (``configs/<name>.py``; 1p-frac first, as the reference) it builds the
 source (timing the one-time setup: FractalDB's category search, OFDB's image bank, the
 real image's edges), then times the jit-compiled batch, as the training step calls it. It
 prints img/s and the ratio to 1p-frac at the same size. For RCDB and VisualAtom it also times
 the official drawing loop (``fractaljax.reference_contours``: Python and PIL, one process, as
-the official scripts run per thread) at 512 px, and prints fractaljax's ratio to it.
+the official scripts run per thread) at 512 px, and prints fractaljax's ratio to it. Dead
+leaves is a bank of fixed images drawn once, so its drawing rate (classes / setup seconds,
+compilation included) is compared with the official OpenCV painting loop
+(``fractaljax.reference_dead_leaves``) on the same canvas, given fractaljax's draws (the
+official loop's own draws not timed: a bound in its favour).
 """
 
 from __future__ import annotations
@@ -66,18 +71,43 @@ def bench_reference(name: str, images: int) -> float:
     return images / (time.perf_counter() - t0)
 
 
+def bench_dead_leaves_reference(config, images: int) -> float:
+    """Images/s of the official painting loop (OpenCV, one process) on ``config``'s canvas."""
+    from fractaljax import reference_dead_leaves
+    from fractaljax.sources import dead_leaves
+
+    res = config.render.image_size
+    draw = jax.jit(lambda k: dead_leaves.draw_shapes(k, config.source, res))
+    draws = [jax.tree.map(np.asarray, draw(jax.random.key(i))) for i in range(images)]
+    t0 = time.perf_counter()
+    for d in draws:
+        reference_dead_leaves.official_image(d, res)
+    return images / (time.perf_counter() - t0)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", choices=["paper", "mini", "both"], default="both")
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--reference_images", type=int, default=16)
+    parser.add_argument(
+        "--sources",
+        default=",".join(SOURCES),
+        help="comma-separated subset (1p-frac, the reference, always runs first); FractalDB's "
+        "and OFDB's paper-size setup searches 1000 categories on the 512 px canvas (minutes)",
+    )
     args = parser.parse_args()
+    names = [n for n in args.sources.split(",") if n]
+    unknown = sorted(set(names) - set(SOURCES))
+    if unknown:
+        parser.error(f"--sources: unknown {unknown}; choose from {SOURCES}")
+    names = ["onepfrac"] + [n for n in SOURCES if n in names and n != "onepfrac"]
     sizes = ["paper", "mini"] if args.size == "both" else [args.size]
     print(f"device: {jax.devices()[0].device_kind} x{jax.device_count()}, batch {args.batch}")
     for size in sizes:
         ref = None
-        for name in SOURCES:
+        for name in names:
             setup, rate = bench(name, size, args.batch, args.repeats)
             ref = ref or rate
             print(
@@ -90,6 +120,17 @@ def main() -> None:
                 print(
                     f"{size:5s} {name:14s} official loop (Python + PIL, 512 px) "
                     f"{official:8.1f} img/s; fractaljax {rate / official:5.2f}x",
+                    flush=True,
+                )
+            if size == "paper" and name == "dead_leaves":
+                config = config_for(name, size)
+                drawn = config.source.num_classes / setup
+                official = bench_dead_leaves_reference(config, args.reference_images)
+                res = config.render.image_size
+                print(
+                    f"{size:5s} {name:14s} bank drawn at {drawn:8.1f} img/s (compile included); "
+                    f"official painting (OpenCV, {res} px) {official:8.1f} img/s; "
+                    f"fractaljax {drawn / official:5.2f}x",
                     flush=True,
                 )
 

@@ -297,8 +297,7 @@ class Generator:
 
     def render_classes(self, labels: jax.Array) -> jax.Array:
         """The fixed images of classes ``labels: int32[B]``, ``float32[B, H, W, C]``."""
-        chosen = jax.tree.map(lambda a: a[labels], self.systems)
-        return sources.render_fixed(self.spec, chosen, labels, self.walk_key, self.patch_key)[0]
+        return _render_classes(self, labels)
 
     def class_eps(self) -> jax.Array:
         """Each class's multipliers of the base parameters, ``float32[L, 6N]``."""
@@ -308,12 +307,7 @@ class Generator:
     def render_eps(self, eps: jax.Array) -> jax.Array:
         """Images of multipliers ``eps: float32[K, 6N]`` (base probabilities, the fixed
         walk, the patches of class index L), ``float32[K, H, W, C]``."""
-        k = eps.shape[0]
-        maps = self.base.maps[None] * eps.reshape(k, *self.base.maps.shape)
-        probs = jnp.broadcast_to(self.base.probs, maps.shape[:2])
-        image_key = jax.random.fold_in(self.patch_key, self.num_classes)
-        keys = jnp.broadcast_to(image_key, (k,) + image_key.shape)
-        return render_lib.render_with_fill(self.spec, IFS(maps, probs), self.walk_key, keys)[0]
+        return _render_eps(self, eps)
 
     def log_prior_eps(self, eps: jax.Array) -> jax.Array:
         """Uniform on the box ``[1 - delta, 1 + delta]^P``: ``float32[K]``, -inf outside."""
@@ -351,6 +345,7 @@ def discrete_model(gen: Generator, batch_size: int = 256) -> DiscreteModel:
     return DiscreteModel(jnp.asarray(s), jnp.float32(gen.var))
 
 
+@functools.partial(jax.jit, static_argnums=2)
 def simulate(key: jax.Array, gen: Generator, num: int) -> tuple[jax.Array, jax.Array]:
     """``num`` draws of the discrete model: ``(labels int32[num], images float32[num,H,W,C])``."""
     k_y, k_x = jax.random.split(key)
@@ -486,6 +481,25 @@ def fit_std_scale(
     )  # fmt: skip
 
 
+# Compiled (and inlined where the caller is compiled): op by op, the renderer's dispatches
+# cost seconds a call.
+@jax.jit
+def _render_classes(gen: Generator, labels: jax.Array) -> jax.Array:
+    chosen = jax.tree.map(lambda a: a[labels], gen.systems)
+    return sources.render_fixed(gen.spec, chosen, labels, gen.walk_key, gen.patch_key)[0]
+
+
+@jax.jit
+def _render_eps(gen: Generator, eps: jax.Array) -> jax.Array:
+    k = eps.shape[0]
+    maps = gen.base.maps[None] * eps.reshape(k, *gen.base.maps.shape)
+    probs = jnp.broadcast_to(gen.base.probs, maps.shape[:2])
+    image_key = jax.random.fold_in(gen.patch_key, gen.num_classes)
+    keys = jnp.broadcast_to(image_key, (k,) + image_key.shape)
+    return render_lib.render_with_fill(gen.spec, IFS(maps, probs), gen.walk_key, keys)[0]
+
+
+@functools.partial(jax.jit, static_argnums=2)
 def simulate_latent(key: jax.Array, gen: Generator, num: int) -> tuple[jax.Array, jax.Array]:
     """``num`` draws of the continuous model: ``(u float32[num, P]`` from the prior,
     their observations ``float32[num, H, W, C])`` (render plus the generator's noise)."""
