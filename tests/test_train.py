@@ -287,8 +287,12 @@ def test_corrupt_checkpoint_is_an_error_exit_2(run, tmp_path):
 # The other sources differ from 1p-frac only in what batch() draws (tested in
 # test_sources.py); FractalDB also caches its category search in the workdir.
 def test_fractaldb_pretrains_and_caches_its_categories_in_the_workdir(tmp_path):
+    from test_sources import SMALL_SEARCH  # the search on a 64 px canvas, 8k points
+
     c = fractaldb.get_config("mini")
-    c.update_from_flattened_dict({**TINY, "source.num_classes": 8, "total_steps": 6})
+    c.update_from_flattened_dict(
+        {**TINY, **SMALL_SEARCH, "source.num_classes": 8, "total_steps": 6}
+    )
     summary = train.train_and_evaluate(c, str(tmp_path))
     assert summary["steps"] == 6 and np.isfinite(summary["last_loss"])
     assert json.loads((tmp_path / "config.json").read_text())["source"]["name"] == "fractaldb"
