@@ -3,18 +3,23 @@
   python benchmarks/step_bench.py [--variant Ti/16] [--size 224] [--batch 32] [--steps 3]
       [--rounds 4] [--dtype float32|bfloat16] [--skip timm]
 
-Four steps of the same ViT (forward, backward, AdamW), timed one after the other:
+Five steps of the same ViT (forward, backward, AdamW), timed one after the other:
   plain Flax   a ViT written the Flax-examples way (below), softmax cross-entropy, fixed
                images: the reference a JAX user would write;
   fj model     fractaljax's ViT, LPCE and optimiser (``train.make_optimizer``), the same
                fixed images, no augmentation: the model path alone;
   fj full      fractaljax's whole train step (``train.make_train_step``, the paper's
                recipe): 1p-frac rendered in the step on the 512 px canvas, random resized
-               crop, flips, RandAugment, erasing, mixup/cutmix, drop-path;
+               crop, flips, RandAugment, erasing, mixup/cutmix, drop-path (the per-image
+               augmentation as ``augment.per_image='auto'`` picks: one image at a time on
+               a single CPU device, vmapped elsewhere);
+  fj full vmap the same with ``augment.per_image='vmap'``: every RandAugment family and
+               the erasing noise computed for every image (the select vmap makes of a
+               branch), as on an accelerator;
   timm         timm's ``VisionTransformer`` of the same shape, PyTorch AdamW (if installed).
-All four are compiled and warmed up first, then timed in --rounds interleaved rounds of
+All five are compiled and warmed up first, then timed in --rounds interleaved rounds of
 --steps steps each (a shared or throttled machine drifts; interleaving spreads the drift over
-all four). Prints img/s from the median step time and the ratios. Meant for one device (run it with
+all five). Prints img/s from the median step time and the ratios. Meant for one device (run it with
 one visible GPU, or on the CPU): only the full step splits its batch over devices.
 """
 
@@ -136,7 +141,9 @@ def fj_model(args, config, images, labels, num_classes) -> Timed:
     return Timed(step, state)
 
 
-def fj_full(args, config) -> Timed:
+def fj_full(args, config, per_image: str = "auto") -> Timed:
+    config = config.copy_and_resolve_references()
+    config.augment.per_image = per_image
     mesh = sharding.data_mesh()
     source, model, _, _, state = train.build(config, mesh)
     train_step = train.make_train_step(config, model, source, mesh)
@@ -179,7 +186,9 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=4)
     parser.add_argument("--classes", type=int, default=1000)
     parser.add_argument("--dtype", default="float32", choices=sorted(train.DTYPES))
-    parser.add_argument("--skip", default="", help="comma-separated: plain,model,full,timm")
+    parser.add_argument(
+        "--skip", default="", help="comma-separated: plain,model,full,full_vmap,timm"
+    )
     args = parser.parse_args()
     skip = set(filter(None, args.skip.split(",")))
 
@@ -199,6 +208,7 @@ def main() -> None:
         "plain": ("plain Flax", lambda: plain_flax(args, images, labels, args.classes, dtype)),
         "model": ("fj model", lambda: fj_model(args, config, images, labels, args.classes)),
         "full": ("fj full", lambda: fj_full(args, config)),
+        "full_vmap": ("fj full vmap", lambda: fj_full(args, config, "vmap")),
         "timm": ("timm", lambda: timm_step(args, args.classes)),
     }
     timed = {}
@@ -215,10 +225,11 @@ def main() -> None:
     for key, t in times.items():
         spread = np.percentile(timed[key].times, [25, 75]) * 1000
         print(
-            f"  {runs[key][0]:<11} {t * 1000:8.1f} ms/step (IQR {spread[0]:.0f}-{spread[1]:.0f})"
+            f"  {runs[key][0]:<12} {t * 1000:8.1f} ms/step (IQR {spread[0]:.0f}-{spread[1]:.0f})"
             f"  {args.batch / t:7.1f} img/s"
         )
-    for a, b in (("model", "plain"), ("full", "plain"), ("model", "timm"), ("full", "timm")):
+    pairs = [("model", "plain"), ("full", "plain"), ("full_vmap", "plain"), ("full", "full_vmap")]
+    for a, b in pairs + [("model", "timm"), ("full", "timm")]:
         if a in times and b in times:
             print(f"speed {runs[a][0]} / {runs[b][0]}: {times[b] / times[a]:.2f}")
 

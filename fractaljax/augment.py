@@ -1,4 +1,5 @@
-"""On-device augmentation inside the train step: per-example keys, static shapes, vmapped.
+"""On-device augmentation inside the train step: per-example keys, static shapes, vmapped
+(or mapped one image at a time on a CPU: :func:`per_image_mode`).
 
 Per image: random-resized-crop (from the rendered canvas to the model's input size),
 horizontal/vertical flips, RandAugment or colour jitter, random erasing.
@@ -41,6 +42,27 @@ def validate(a: ml_collections.ConfigDict) -> None:
     interpolation(a)
     if a.get("randaugment"):
         randaugment.parse_policy(a.randaugment)
+    per_image_mode(a)
+
+
+PER_IMAGE = ("auto", "vmap", "map")
+
+
+def per_image_mode(cfg: ml_collections.ConfigDict) -> str:
+    """How :func:`augment_batch` runs its per-image transform (optional field
+    ``augment.per_image``): ``'vmap'``, every image at once, so every RandAugment layer runs
+    all three op families and erasing draws noise for every image (the select that ``vmap``
+    makes of a branch); ``'map'``, one image after another (``lax.map``), each running only
+    the branches it draws; ``'auto'`` (default): ``'map'`` on a single CPU device, where
+    the batch gives no parallelism that the per-image ops lack, else ``'vmap'``. The images
+    are the same either way."""
+    mode = cfg.get("per_image", "auto")
+    if mode not in PER_IMAGE:
+        raise ConfigError(f"augment.per_image={mode!r}: must be one of {PER_IMAGE}")
+    if mode == "auto":
+        single_cpu = jax.default_backend() == "cpu" and jax.device_count() == 1
+        return "map" if single_cpu else "vmap"
+    return mode
 
 
 def _crop_box(key, h: int, w: int, scale, ratio):
@@ -153,12 +175,16 @@ def random_erasing(key, img_HWC, p: float, scale=(0.02, 1 / 3), ratio=(0.3, 3.3)
     """With probability p, replace a random box with Gaussian noise (timm's 'pixel' mode)."""
     h, w, c = img_HWC.shape
     k_on, k_box, k_noise = jax.random.split(key, 3)
-    y0, x0, ch, cw = _crop_box(k_box, h, w, scale, ratio)
-    yy, xx = jnp.arange(h)[:, None], jnp.arange(w)[None, :]
-    box = (yy >= y0) & (yy < y0 + ch) & (xx >= x0) & (xx < x0 + cw)
-    box = box & jax.random.bernoulli(k_on, p)
-    noise = pixel_noise(k_noise, img_HWC.shape) * 0.5 + 0.5  # N(0, 1) after normalize
-    return jnp.where(box[..., None], noise, img_HWC)
+
+    def erase(img):
+        y0, x0, ch, cw = _crop_box(k_box, h, w, scale, ratio)
+        yy, xx = jnp.arange(h)[:, None], jnp.arange(w)[None, :]
+        box = (yy >= y0) & (yy < y0 + ch) & (xx >= x0) & (xx < x0 + cw)
+        noise = pixel_noise(k_noise, img.shape) * 0.5 + 0.5  # N(0, 1) after normalize
+        return jnp.where(box[..., None], noise, img)
+
+    # A branch: images taken one at a time (augment.per_image) skip the noise when not erased.
+    return jax.lax.cond(jax.random.bernoulli(k_on, p), erase, lambda img: img, img_HWC)
 
 
 def mix(
@@ -277,7 +303,11 @@ def augment_batch(
             img = random_erasing(k_erase, img, cfg.erase_prob)
         return img
 
-    images = jax.vmap(one)(jax.random.split(k_img, b), images)
+    keys = jax.random.split(k_img, b)
+    if per_image_mode(cfg) == "map":
+        images = jax.lax.map(lambda a: one(*a), (keys, images))
+    else:
+        images = jax.vmap(one)(keys, images)
     targets = smooth_labels(labels, num_classes, cfg.label_smoothing)
     images, targets = mix(
         k_mix,

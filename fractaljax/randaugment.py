@@ -47,10 +47,13 @@ What timm does, and what :func:`rand_augment` does:
   truncates (bicubic: PIL's a = -1 kernel, clipped).
 
 Op selection: every op is one of three families, an affine warp (5 ops), a per-channel lookup
-table (6 ops) or a blend with a degenerate image (4 ops). Each layer builds every op's
-parameters (2x3 matrices, 256-entry tables, a factor; cheap) and runs each family's expensive
-step once, then selects. ``lax.switch`` would read more directly, but under ``vmap`` (the
-intended use) it evaluates all 15 branches, i.e. five warps instead of one.
+table (6 ops) or a blend with a degenerate image (4 ops). A layer is a ``lax.cond`` (applied or
+not) over a ``lax.switch`` of the three families, each family's expensive step written once
+for all its ops (a switch over the 15 ops would, under ``vmap``, evaluate five warps instead
+of one). Under ``vmap`` both become selects: every image runs all three families. Images
+processed one at a time (``lax.map``, :func:`fractaljax.augment.augment_batch`'s
+``per_image='map'``, the CPU default) run only the branch they draw: a skipped layer costs
+nothing, and a third of the applied ones warp.
 
 Deviations from timm and why:
 
@@ -471,46 +474,45 @@ def _pick(index: jax.Array, options: Sequence[jax.Array]) -> jax.Array:
 
 
 def _apply_op_levels(x8, op, level, negate, fill8, interpolation):
-    """Op ``OP_NAMES[op]`` at ``level`` on levels ``x8``; see the module docstring for why every
-    family is evaluated."""
+    """Op ``OP_NAMES[op]`` at ``level`` on levels ``x8``: one branch per family (see the
+    module docstring)."""
     h, w, _ = x8.shape
     args = op_args(level, negate)
     family, index = jnp.asarray(_FAMILY)[op], jnp.asarray(_INDEX)[op]
 
-    # Warps (order of _WARP_OPS).
-    dx, dy = args.translate_pct * w, args.translate_pct * h
-    matrices = jnp.stack(
-        [
-            rotate_matrix(args.rotate_degrees, h, w),
-            shear_x_matrix(args.shear),
-            shear_y_matrix(args.shear),
-            translate_matrix(dx, 0.0),
-            translate_matrix(0.0, dy),
-        ]
-    )
-    warped = affine(x8, matrices[index], fill8, interpolation)
+    def warp(x8):  # order of _WARP_OPS
+        dx, dy = args.translate_pct * w, args.translate_pct * h
+        matrices = jnp.stack(
+            [
+                rotate_matrix(args.rotate_degrees, h, w),
+                shear_x_matrix(args.shear),
+                shear_y_matrix(args.shear),
+                translate_matrix(dx, 0.0),
+                translate_matrix(0.0, dy),
+            ]
+        )
+        return affine(x8, matrices[index], fill8, interpolation)
 
-    # Lookup tables (order of _LUT_OPS).
-    hist = histogram(x8)
-    c = x8.shape[-1]
-    per_channel = lambda lut: jnp.broadcast_to(lut, (c, 256))
-    luts = jnp.stack(
-        [
-            _autocontrast_lut(hist),
-            _equalize_lut(hist),
-            per_channel(255 - _LEVELS),
-            per_channel(_posterize_lut(args.posterize_bits)),
-            per_channel(_solarize_lut(args.solarize_threshold)),
-            per_channel(_solarize_add_lut(args.solarize_add)),
-        ]
-    )
-    looked_up = apply_lut(x8, luts[index])
+    def look_up(x8):  # order of _LUT_OPS
+        hist = histogram(x8)
+        per_channel = lambda lut: jnp.broadcast_to(lut, (x8.shape[-1], 256))
+        luts = jnp.stack(
+            [
+                _autocontrast_lut(hist),
+                _equalize_lut(hist),
+                per_channel(255 - _LEVELS),
+                per_channel(_posterize_lut(args.posterize_bits)),
+                per_channel(_solarize_lut(args.solarize_threshold)),
+                per_channel(_solarize_add_lut(args.solarize_add)),
+            ]
+        )
+        return apply_lut(x8, luts[index])
 
-    # Blends (order of _BLEND_OPS).
-    degenerate = _pick(index, [grayscale(x8), _gray_mean(x8), jnp.zeros(()), smooth(x8)])
-    blended = blend(degenerate, x8, args.enhance_factor)
+    def blend_with(x8):  # order of _BLEND_OPS
+        degenerate = _pick(index, [grayscale(x8), _gray_mean(x8), jnp.zeros(()), smooth(x8)])
+        return blend(degenerate, x8, args.enhance_factor)
 
-    return _pick(family, [warped, looked_up, blended])
+    return jax.lax.switch(family, [warp, look_up, blend_with], x8)
 
 
 def sample_level(
@@ -611,10 +613,12 @@ def rand_augment(
         op = jax.random.randint(k_op, (), 0, len(OP_NAMES))
         level = sample_level(k_level, magnitude, magnitude_std, magnitude_max)
         negate = jax.random.bernoulli(k_sign)
-        out = _apply_op_levels(to_levels(img), op, level, negate, fill8, interpolation) / 255.0
+        apply = lambda im: (
+            _apply_op_levels(to_levels(im), op, level, negate, fill8, interpolation) / 255.0
+        )
         # timm skips the op when random() > prob.
         applied = jax.random.uniform(k_apply, ()) < prob
-        return jnp.where(applied, out, img), None
+        return jax.lax.cond(applied, apply, lambda im: im, img), None
 
     img, _ = jax.lax.scan(layer, img, jax.random.split(key, num_layers))
     return img

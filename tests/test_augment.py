@@ -82,6 +82,37 @@ def test_mixup_and_cutmix_mix_targets_by_pixel_share():
         np.testing.assert_allclose(float(x[0].mean()), float(t[0, 1]), atol=1e-5)
 
 
+def test_images_taken_one_at_a_time_are_the_vmapped_ones():
+    """augment.per_image: 'map' (one image after another, each running only the RandAugment
+    family and erasing it draws: the single-CPU default) gives the images of 'vmap' (every
+    branch, selected), with the paper's transform (canvas crop, bicubic RandAugment,
+    erasing, mixup/cutmix); 'auto' is 'map' on this one CPU device; a bad mode is named."""
+    import pytest
+
+    from fractaljax.errors import ConfigError
+
+    cfg = onepfrac.get_config("vit_ti").augment
+    cfg.erase_prob = 0.5  # both branches of erasing in a batch of 16
+    images = jax.random.uniform(jax.random.key(0), (16, 32, 32, 3))
+    labels = jnp.arange(16) % 5
+
+    def run(mode):
+        cfg.per_image = mode
+        fn = jax.jit(lambda k: augment.augment_batch(k, images, labels, 5, cfg, out_size=16))
+        return [np.asarray(a) for a in fn(jax.random.key(3))]
+
+    (x_map, t_map), (x_vmap, t_vmap) = run("map"), run("vmap")
+    # Float rounding of the fused crop and noise only (a RandAugment level is 4e-3).
+    np.testing.assert_allclose(x_map, x_vmap, atol=1e-5)
+    np.testing.assert_array_equal(t_map, t_vmap)
+    assert augment.per_image_mode(cfg) == "vmap"
+    cfg.per_image = "auto"
+    assert jax.device_count() > 1 or augment.per_image_mode(cfg) == "map"
+    cfg.per_image = "scan"
+    with pytest.raises(ConfigError, match="augment.per_image='scan'"):
+        augment.validate(cfg)
+
+
 def test_random_erasing_changes_a_box_only_when_on():
     img = jnp.zeros((16, 16, 3))
     on = augment.random_erasing(jax.random.key(0), img, 1.0)
