@@ -124,6 +124,20 @@ def test_source_batches_in_the_train_step_shape(kind):
     assert (np.asarray(images) != background).mean() > 0.001  # something drawn
 
 
+def test_segments_ended_is_searchsorted_of_every_point():
+    """The polyline drawer's lookup of each point's segment (one search per segment and a
+    running sum) equals the per-point search it replaces, with empty segments, repeated
+    positions, points before the first end and after the last."""
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        count = rng.integers(0, 4, 50) * (rng.random(50) < 0.7)  # many empty segments
+        ends = np.cumsum(count).astype(np.int32)
+        stride = rng.uniform(0.3, 3.0)
+        pos = np.floor(np.arange(200) * stride).astype(np.int32) - rng.integers(0, 3)
+        got = np.asarray(contours.segments_ended(jnp.asarray(ends), jnp.asarray(pos)))
+        np.testing.assert_array_equal(got, np.searchsorted(ends, pos, side="right"))
+
+
 def test_a_small_budget_thins_the_strokes_and_keeps_the_shape():
     c = config("visual_atom", 128)
     d = contours.batch_draws(
