@@ -2,11 +2,12 @@
 # The accelerator measurements of docs/performance.md in one call (issue 28, item 4): render
 # img/s at 224 and 512 px (JAX against the numba port, same run), and the ViT-Ti/16 step at
 # 224 px, plain Flax against fractaljax's model path and its full step (1p-frac drawn in the
-# step on the 512 px canvas plus the paper's augmentation), in bfloat16 and float32. The
+# step on the 512 px canvas plus the paper's augmentation), in bfloat16 and float32, and every
+# source's batch() at paper size (issue 30, item 3; the official CPU loops beside). The
 # in-step rendering and augmentation share is 1 - (full img/s) / (model img/s); the target
 # is <= 5%. Each section writes its own file under $OUT (default out/gpu_speed).
 #
-# On a lent device machine (about 5 minutes on one H100 or H200; no network there), with the
+# On a lent device machine (about 7 minutes on one H100 or H200, estimated; no network there), with the
 # wheels that configs/sweep_delta_gpu.py's docstring prepares, carried as '.whl':
 #
 #   python3 -m pip install -q --no-index --no-deps --target /tmp/site .whl/*.whl &&
@@ -23,9 +24,11 @@ py=${PYTHON:-python3}
 if [ "${GPU_SPEED_QUICK:-0}" = 1 ]; then
   render=(--batch 4 --points 2000 --walkers 100 --numpy_images 1 --repeats 1)
   step=(--variant test/4 --size 32 --batch 4 --steps 1 --rounds 1 --classes 10)
+  source=(--size mini --batch 4 --repeats 1 --num_classes 8 --reference_images 1)
 else
   render=(--batch 256 --numpy_images 1 --repeats 5)
   step=(--variant Ti/16 --size 224 --batch 256 --steps 5 --rounds 4 --classes 1000)
+  source=(--size paper --batch 256 --repeats 3 --num_classes 64 --reference_images 4)
 fi
 
 status=0
@@ -41,6 +44,8 @@ command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name,memory.total,dri
   --format=csv >>"$out/device.txt" 2>&1
 run render_224 "$py" benchmarks/render_bench.py --size 224 "${render[@]}"
 run render_512 "$py" benchmarks/render_bench.py --size 512 "${render[@]}"
-run step_bf16 "$py" benchmarks/step_bench.py "${step[@]}" --dtype bfloat16 --skip timm
-run step_f32 "$py" benchmarks/step_bench.py "${step[@]}" --dtype float32 --skip timm
+# full_vmap: on an accelerator augment.per_image='auto' is vmap already, the same step.
+run step_bf16 "$py" benchmarks/step_bench.py "${step[@]}" --dtype bfloat16 --skip timm,full_vmap
+run step_f32 "$py" benchmarks/step_bench.py "${step[@]}" --dtype float32 --skip timm,full_vmap
+run sources "$py" benchmarks/source_bench.py "${source[@]}"
 exit $status
