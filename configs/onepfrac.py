@@ -164,6 +164,9 @@ def vit_ti(c: ml_collections.ConfigDict) -> None:
     c.augment.mix_prob = 1.0
     c.augment.mix_switch_prob = 0.5
     c.augment.label_smoothing = 0.1
+    # 'auto': the per-image transform one image at a time on a single CPU device, vmapped
+    # elsewhere; the same images (augment.per_image_mode).
+    c.augment.per_image = "auto"
 
     # Evaluators the loop runs every N steps (fractaljax/evals; 0: off), e.g.
     # --config.evals.probe.every=1200: measuring only, weights and sweep keys unchanged.

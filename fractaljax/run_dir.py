@@ -60,10 +60,17 @@ def write_config(path: str, config: ml_collections.ConfigDict) -> None:
 
 
 # Fields that change how, not what, is computed: the rasterisers draw identical images,
-# sharding the parameters changes only the order of float sums, and evaluators measure the
-# run without touching it. A resume may change them, and a sweep point's identity leaves
-# them out.
-NEUTRAL_FIELDS = ("render.rasterizer", "param_sharding", "fsdp_min_size", "evals")
+# sharding the parameters changes only the order of float sums, the per-image augmentation
+# mapped or vmapped gives the same images (within float rounding), and evaluators measure
+# the run without touching it. A resume may change them, and a sweep point's identity
+# leaves them out.
+NEUTRAL_FIELDS = (
+    "render.rasterizer",
+    "param_sharding",
+    "fsdp_min_size",
+    "augment.per_image",
+    "evals",
+)
 
 # Fields that leave a run's trajectory as it is: they may change when a run resumes (the
 # change is recorded). total_steps is one by request: extending a run is common, and the

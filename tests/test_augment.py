@@ -111,6 +111,16 @@ def test_images_taken_one_at_a_time_are_the_vmapped_ones():
     cfg.per_image = "scan"
     with pytest.raises(ConfigError, match="augment.per_image='scan'"):
         augment.validate(cfg)
+    # How, not what: a sweep point's key (its stored result) is the same either way.
+    from configs import sweep_delta_small
+    from fractaljax import sweeps
+
+    sweep = sweep_delta_small.get_config()
+    keys = set()
+    for mode in ("auto", "vmap", "map"):
+        sweep.pretrain.augment.per_image = mode
+        keys.add(sweeps.point_key(sweeps.point_setup(sweep, sweep.sweep.field, 0.1, 0)[2]))
+    assert len(keys) == 1
 
 
 def test_random_erasing_changes_a_box_only_when_on():

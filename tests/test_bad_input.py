@@ -42,6 +42,7 @@ CASES = [
     ("hflip", "pretrain", ["--config.augment.hflip=1.5"], "augment.hflip"),
     ("interp", "pretrain", ["--config.augment.interpolation=lanczos"], "interpolation"),
     ("randaug", "pretrain", ["--config.augment.randaugment=rand-m9-inc0"], "inc0"),
+    ("per_image", "pretrain", ["--config.augment.per_image=scan"], "augment.per_image='scan'"),
     ("crop", "pretrain", ["--config.augment.crop_scale=(0.5,)"], "augment.crop_scale"),
     ("decay", "pretrain", ["--config.optim.decay_rule=none"], "optim.decay_rule"),
     ("unknown_field", "pretrain", ["--config.nonsense=1"], "nonsense"),
