@@ -49,13 +49,14 @@ PER_IMAGE = ("auto", "vmap", "map")
 
 
 def per_image_mode(cfg: ml_collections.ConfigDict) -> str:
-    """How :func:`augment_batch` runs its per-image transform (optional field
-    ``augment.per_image``): ``'vmap'``, every image at once, so every RandAugment layer runs
-    all three op families and erasing draws noise for every image (the select that ``vmap``
-    makes of a branch); ``'map'``, one image after another (``lax.map``), each running only
-    the branches it draws; ``'auto'`` (default): ``'map'`` on a single CPU device, where
-    the batch gives no parallelism that the per-image ops lack, else ``'vmap'``. The images
-    are the same either way."""
+    """How :func:`augment_batch` runs its per-image transform (``augment.per_image``, in
+    every pre-training config; a block without it means ``'auto'``). ``'vmap'``: every image
+    at once, so every RandAugment layer runs all three op families and erasing draws noise
+    for every image (the select that ``vmap`` makes of a branch). ``'map'``: one image after
+    another (``lax.map``), each running only the branches it draws. ``'auto'``: ``'map'`` on
+    a single CPU device, where the batch gives no parallelism that the per-image ops lack,
+    else ``'vmap'``. The images are the same either way (within float rounding), so the field
+    is neutral for stored points and resumes (``run_dir.NEUTRAL_FIELDS``)."""
     mode = cfg.get("per_image", "auto")
     if mode not in PER_IMAGE:
         raise ConfigError(f"augment.per_image={mode!r}: must be one of {PER_IMAGE}")
