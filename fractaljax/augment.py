@@ -55,8 +55,11 @@ def per_image_mode(cfg: ml_collections.ConfigDict) -> str:
     for every image (the select that ``vmap`` makes of a branch). ``'map'``: one image after
     another (``lax.map``), each running only the branches it draws. ``'auto'``: ``'map'`` on
     a single CPU device, where the batch gives no parallelism that the per-image ops lack,
-    else ``'vmap'``. The images are the same either way (within float rounding), so the field
-    is neutral for stored points and resumes (``run_dir.NEUTRAL_FIELDS``)."""
+    else ``'vmap'``. The images are the same but for float rounding of the crop (~5e-7),
+    which RandAugment's 8-bit levels can turn into a level or more at the odd pixel (under
+    0.1% of pixels), the same order of change as another parameter sharding: the field is
+    neutral for stored points and resumes (``run_dir.NEUTRAL_FIELDS``). The run header
+    prints the mode that ran."""
     mode = cfg.get("per_image", "auto")
     if mode not in PER_IMAGE:
         raise ConfigError(f"augment.per_image={mode!r}: must be one of {PER_IMAGE}")

@@ -552,8 +552,11 @@ def categorical_draws(key: jax.Array, log_p: jax.Array, num: int) -> jax.Array:
 
     Inverse-CDF sampling, O(L + num log L); ``jax.random.categorical(..., shape=(num,))``
     draws num x L Gumbels (15 s for 300 posteriors of 4,000 weights and 99 draws on a
-    2-core CPU, against 0.1 s here). The same law, other draws for the same key.
+    2-core CPU, against 0.1 s here). The same law, other draws for the same key. Every
+    entry -inf (no mass anywhere, e.g. every IS draw outside the box) gives the last index.
     """
+    if log_p.ndim != 1:
+        raise ValueError(f"log_p: one vector of log probabilities, got shape {log_p.shape}")
     p = jnp.exp(log_p - jnp.max(log_p))
     cdf = jnp.cumsum(p)
     u = jax.random.uniform(key, (num,)) * cdf[-1]

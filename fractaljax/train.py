@@ -646,7 +646,8 @@ def run(
         f"{source.name} ({source.num_classes} classes, {source.image_shape[0]} px -> "
         f"{input_size(config, source)} px), batch "
         f"{config.batch_size}, steps {start}->{config.total_steps}, "
-        f"{mesh.devices.size} {jax.devices()[0].platform} device(s), workdir {workdir}",
+        f"{mesh.devices.size} {jax.devices()[0].platform} device(s), workdir {workdir}, "
+        f"augmentation per image: {augment.per_image_mode(config.augment)}",
         flush=True,
     )
 

@@ -50,6 +50,8 @@ def test_categorical_draws_follow_their_law_and_never_draw_an_impossible_index()
     keys = jax.random.split(jax.random.key(1), 5)
     got = jax.vmap(lambda k: inf.categorical_draws(k, one, 11))(keys)
     assert (np.asarray(got) == 3).all()
+    with pytest.raises(ValueError, match="one vector"):
+        inf.categorical_draws(jax.random.key(0), jnp.zeros((3, 4)), 5)
 
 
 def test_ess_and_log_evidence_formulas():

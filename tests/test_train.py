@@ -223,6 +223,9 @@ def test_data_parallel_matches_one_device(tmp_path):
     all-reduced; only the summation order differs)."""
     # A learning rate large enough that 6 steps move the parameters well past the tolerance.
     flags = [*TINY_FLAGS, "--config.total_steps=6", "--config.log_every=2", "--config.optim.lr=0.1"]
+    # One device would map the augmentation image by image ('auto'), eight vmap it: the same
+    # images but for float rounding, which RandAugment's 8-bit levels can widen.
+    flags += ["--config.augment.per_image=vmap"]
     # "fsdp": 8 devices with the parameters and Adam moments split over them too (every
     # array of the tiny model with >= 256 elements; the default threshold is for real ViTs).
     fsdp = ["--config.param_sharding=fsdp", "--config.fsdp_min_size=256"]
