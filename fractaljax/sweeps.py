@@ -482,13 +482,16 @@ def check_points(cfg) -> None:
     sw = cfg.sweep
     if not list(sw.grid) or not list(sw.seeds):
         raise ConfigError("sweep.grid and sweep.seeds: need at least one value each")
+    # Each pre-training checked as a run checks itself (train.validate): a neutral field's
+    # bad value would otherwise pass every stored point and stop the first new one.
+    train.validate(cfg.pretrain)
     for v in sw.grid:
         if sw.field == "source":
             source_block(v, cfg.pretrain.source, sw.get("recipe", "mini"))
         else:
-            config_utils.with_field(cfg.pretrain, sw.field, v)
+            train.validate(config_utils.with_field(cfg.pretrain, sw.field, v))
     for name in control_names(cfg):
-        control_config(cfg.pretrain, sw.controls[name], name)
+        train.validate(control_config(cfg.pretrain, sw.controls[name], name))
 
 
 def load_data(cfg) -> ft_lib.Splits:

@@ -103,6 +103,9 @@ CASES = [
      "source.nope"),
     ("sweep_source", "sweep", ["--workdir={new}", "--config.sweep.field=source",
                                "--config.sweep.grid=('nope',)"], "configs/nope.py"),
+    # A pre-training field checked before any point (a neutral one leaves the keys as they are).
+    ("sweep_pretrain", "sweep", ["--workdir={new}", "--config.pretrain.augment.per_image=scan"],
+     "--config.pretrain.augment.per_image='scan'"),
     # experiments.search
     ("search_variant", "search", ["--workdir={new}", "--config.search.variants_run=('Z',)"],
      "no variant 'Z'"),
