@@ -165,7 +165,7 @@ def vit_ti(c: ml_collections.ConfigDict) -> None:
     c.augment.mix_switch_prob = 0.5
     c.augment.label_smoothing = 0.1
     # 'auto': the per-image transform one image at a time on a single CPU device, vmapped
-    # elsewhere; the same images (augment.per_image_mode).
+    # elsewhere; the same images but for float rounding (augment.per_image_mode).
     c.augment.per_image = "auto"
 
     # Evaluators the loop runs every N steps (fractaljax/evals; 0: off), e.g.

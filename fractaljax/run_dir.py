@@ -62,9 +62,8 @@ def write_config(path: str, config: ml_collections.ConfigDict) -> None:
 # Fields that change how, not what, is computed: the rasterisers draw identical images,
 # sharding the parameters changes only the order of float sums, the per-image augmentation
 # mapped or vmapped gives the same images but for float rounding (a RandAugment level at
-# the odd pixel), and evaluators measure
-# the run without touching it. A resume may change them, and a sweep point's identity
-# leaves them out.
+# the odd pixel), and evaluators measure the run without touching it. A resume may change
+# them, and a sweep point's identity leaves them out.
 NEUTRAL_FIELDS = (
     "render.rasterizer",
     "param_sharding",
