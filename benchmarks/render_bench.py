@@ -6,7 +6,10 @@ All render 1p-frac classes (sigma 3.5, Delta 0.1) with 100k points and 3x3 rando
 patches, at 224 px by default (``--size 512``: the official canvas, pad 6):
 * JAX, official patches: ``fractaljax.render`` with ``patch='paste'`` (the default: last
   paste wins, zero cells included), 1000 walkers x 100 steps + 20 burn-in, jit-compiled,
-  vmapped over the batch, on the default device;
+  on the default device, with ``rasterizer='auto'`` (on one CPU device: the images drawn
+  one after another, ``'scatter_map'``) and with the whole batch vmapped (``'scatter'``);
+  both as ``render()`` returns them (float32 RGB) and as the numba port writes them (one
+  uint8 gray channel: the same drawing, without 12 bytes a pixel to write);
 * JAX, OR-ed patches: ``patch='union'`` (the renderer before the official patches);
 * NumPy: ``fractaljax.reference`` (the official generator line by line: one sequential
   100k-step walk and a loop of 3x3 pastes per image), on a few images;
@@ -40,6 +43,11 @@ def timeit(fn, repeats: int) -> float:
         jax.block_until_ready(fn())
         times.append(time.perf_counter() - t0)
     return float(np.median(times))
+
+
+def to_uint8(images: jax.Array) -> jax.Array:
+    """``float32[B, H, W, 1]`` in [0, 1] -> ``uint8[B, H, W]`` (gray 127 stays 127)."""
+    return jnp.round(images[..., 0] * 255).astype(jnp.uint8)
 
 
 def numba_renderer():
@@ -113,11 +121,23 @@ def main() -> None:
     )
     key = jax.random.key(0)
 
+    auto = render_lib.resolve_rasterizer("auto")
+    gray = dataclasses.replace(spec, channels=1)
+    variants = {  # name: (spec, output as the numba port writes it: one uint8 channel)
+        f"jax paste, uint8 gray ({auto})": (gray, True),
+        f"jax paste, f32 RGB ({auto})": (spec, False),
+        "jax paste, f32 RGB (scatter)": (dataclasses.replace(spec, rasterizer="scatter"), False),
+        f"jax union, f32 RGB ({auto})": (dataclasses.replace(spec, patch="union"), False),
+    }
     results = {}
-    for patch in ("paste", "union"):
-        sp = dataclasses.replace(spec, patch=patch)
-        full = jax.jit(lambda s, k, sp=sp: render_lib.render(sp, s, k))
-        results[f"jax {patch}"] = args.batch / timeit(lambda f=full: f(systems, key), args.repeats)
+    for name, (sp, as_uint8) in variants.items():
+        if "(scatter)" in name and auto == "scatter":
+            continue
+        if as_uint8:
+            full = jax.jit(lambda s, k, sp=sp: to_uint8(render_lib.render(sp, s, k)))
+        else:
+            full = jax.jit(lambda s, k, sp=sp: render_lib.render(sp, s, k))
+        results[name] = args.batch / timeit(lambda f=full: f(systems, key), args.repeats)
 
     maps_np, probs_np = np.asarray(systems.maps, np.float64), np.asarray(systems.probs, np.float64)
     rng = np.random.default_rng(0)
@@ -133,14 +153,17 @@ def main() -> None:
         run = lambda: numba_fn(maps_np, probs_np, args.size, args.points, spec.pad, 0)
         results["numba"] = args.batch / timeit(run, args.repeats)
 
-    print(f"\n{'renderer':<12}{'img/s':>10}")
+    print(f"\n{'renderer':<36}{'img/s':>10}")
     for name, v in results.items():
-        print(f"{name:<12}{v:>10.1f}")
-    for name in ("jax paste", "jax union"):
+        print(f"{name:<36}{v:>10.1f}")
+    for name in (n for n in results if n.startswith("jax")):
         print(f"\nratio {name} / numpy: {results[name] / results['numpy']:.0f}x", end="")
         if "numba" in results:
             print(f", / numba: {results[name] / results['numba']:.2f}x", end="")
-    print("  (targets at 224 px: >= 300x numpy, >= 2.5x numba)")
+    print(
+        "\n(targets, for the drawing in numba's format, uint8 gray: >= 3x numba at 224 px, "
+        ">= 2x at 512 px; f32 RGB adds writing 3 floats a pixel, what render() returns)"
+    )
     if "numba" not in results:
         print("numba not installed: pip install numba (in the dev extras) for that ratio")
 
@@ -158,6 +181,11 @@ def main() -> None:
     union = jax.jit(lambda last, s: render_lib.union_patches(last >= 0, s))
     uniforms = jax.jit(lambda k: render_lib._walk_uniforms(spec, k))
     points = jax.jit(lambda s, k: render_lib.render(dataclasses.replace(spec, patch="none"), s, k))
+    draw_map = jax.jit(
+        lambda x, y: render_lib.draw(
+            dataclasses.replace(spec, rasterizer="scatter_map"), x, y, seeds
+        )
+    )
     stages = {
         "walk uniforms (shared)": lambda: uniforms(key),
         "walk (scan)": lambda: walk(systems, u),
@@ -166,6 +194,7 @@ def main() -> None:
         "sort rasterizer (no scatter)": lambda: by_sort(row, col),
         "official pastes": lambda: paste(last, seeds),
         "OR-ed patches": lambda: union(last, seeds),
+        "rescale+scatter+pastes, map": lambda: draw_map(x, y),
         "points only (no patches)": lambda: points(systems, key),
     }
     print("\nJAX stages (img/s of each stage alone):")

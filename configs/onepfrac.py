@@ -110,7 +110,8 @@ def source_config() -> ml_collections.ConfigDict:
     c.render.gray_level = 127 / 255
     c.render.shared_walk = True
     c.render.background = "black"  # 'random': a random dark colour gradient behind
-    c.render.rasterizer = "auto"  # same images: 'scatter' (CPU/GPU), 'sort' (TPU: no scatter)
+    # Same drawings: 'scatter_map' (one CPU device), 'scatter' (GPU), 'sort' (TPU: no scatter).
+    c.render.rasterizer = "auto"
     return c
 
 

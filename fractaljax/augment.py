@@ -16,7 +16,7 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
-from fractaljax import randaugment
+from fractaljax import randaugment, sharding
 from fractaljax import render as render_lib
 from fractaljax.errors import ConfigError
 from fractaljax.losses import smooth_labels
@@ -64,8 +64,7 @@ def per_image_mode(cfg: ml_collections.ConfigDict) -> str:
     if mode not in PER_IMAGE:
         raise ConfigError(f"augment.per_image={mode!r}: must be one of {PER_IMAGE}")
     if mode == "auto":
-        single_cpu = jax.default_backend() == "cpu" and jax.device_count() == 1
-        return "map" if single_cpu else "vmap"
+        return "map" if sharding.single_cpu_device() else "vmap"
     return mode
 
 

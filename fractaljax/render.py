@@ -34,17 +34,25 @@ generator (docs/fidelity.md).
 from __future__ import annotations
 
 import dataclasses
+import math
 
 import jax
 import jax.numpy as jnp
 
+from fractaljax import sharding
 from fractaljax.errors import ConfigError
 from fractaljax.ifs import IFS
 
 PATCH_MODES = ("paste", "union", "none")
 WALK_STARTS = ("attractor", "origin")
 BACKGROUNDS = ("black", "random")
-RASTERIZERS = ("auto", "scatter", "sort")
+RASTERIZERS = ("auto", "scatter", "scatter_map", "sort")
+# With rasterizer 'scatter_map', render_with_fill walks this many images at a time (or the
+# largest divisor of the batch below it): one chunk's walks fit in a CPU's cache.
+MAP_CHUNK = 16
+# paste_patches packs a point index and its 9-bit mask into one int32: index * 512 + mask.
+MAX_PASTE_POINTS = 2**22
+
 # Points are kept within +-_BIG so that diverging (non-contractive) systems stay finite.
 _BIG = 1e30
 
@@ -73,10 +81,14 @@ class RenderSpec:
       background: ``'black'`` (the paper) or ``'random'``: each image gets a random dark
         colour gradient (gray with one channel) behind the fractal, so that the network
         cannot rely on "black = background" (as the catalys1/fractal-pretraining option).
-      rasterizer: how points become pixels (:func:`last_point_index`; the images are the
-        same bit for bit): ``'scatter'`` (a scatter-max per image, fastest on CPU and GPU),
-        ``'sort'`` (sort + binary search, no scatter: TPUs serialise scatters), ``'auto'``
-        (``'sort'`` on TPU, ``'scatter'`` elsewhere).
+      rasterizer: how points become pixels (:func:`last_point_index`; a walk's drawing is
+        the same bit for bit): ``'scatter'`` (a scatter-max per image, vmapped over the
+        batch: fastest on GPU), ``'scatter_map'`` (the same, one image after another with
+        ``lax.map``, its rescale, scatter and pastes done while its canvas is in cache:
+        fastest on a CPU, ~1.8x ``'scatter'`` for a whole render at 224 px, 1.1-1.3x at
+        512 px; it would gather a batch split over devices onto each), ``'sort'`` (sort +
+        binary search, no scatter: TPUs serialise scatters), ``'auto'``
+        (:func:`resolve_rasterizer`).
     """
 
     image_size: int = 512
@@ -122,6 +134,11 @@ class RenderSpec:
         if self.background not in BACKGROUNDS:
             raise ConfigError(
                 f"{prefix}.background={self.background!r}: must be one of {BACKGROUNDS}"
+            )
+        if self.patch == "paste" and self.num_points > MAX_PASTE_POINTS:
+            raise ConfigError(
+                f"{prefix}.walkers * {prefix}.steps = {self.num_points} points: "
+                f"patch='paste' takes at most {MAX_PASTE_POINTS}"
             )
         if self.rasterizer not in RASTERIZERS:
             raise ConfigError(
@@ -329,10 +346,14 @@ def masks_of(seed: jax.Array, idx: jax.Array) -> jax.Array:
 
 
 def resolve_rasterizer(rasterizer: str) -> str:
-    """``'auto'`` -> ``'sort'`` on TPU, ``'scatter'`` elsewhere; other values as they are."""
+    """``'auto'`` -> ``'sort'`` on TPU, ``'scatter_map'`` on a single CPU device (where a
+    batch gives no parallelism that one image lacks, and one image's canvas stays in cache),
+    ``'scatter'`` elsewhere; other values as they are."""
     if rasterizer != "auto":
         return rasterizer
-    return "sort" if jax.default_backend() == "tpu" else "scatter"
+    if jax.default_backend() == "tpu":
+        return "sort"
+    return "scatter_map" if sharding.single_cpu_device() else "scatter"
 
 
 def last_point_index(
@@ -349,12 +370,14 @@ def last_point_index(
     Args:
       row, col: ``int32[T, B, W]`` pixel coordinates in [0, size) (:func:`rasterize`).
       size: the canvas side.
-      rasterizer: ``'scatter'``, ``'sort'`` or ``'auto'`` (:func:`resolve_rasterizer`).
+      rasterizer: ``'scatter'``, ``'sort'`` or ``'auto'`` (:func:`resolve_rasterizer`);
+        ``'scatter_map'`` is ``'scatter'`` here (:func:`draw` maps it over the images).
     """
     t, b, w = row.shape
     if size * size >= 2**31 or t * w >= 2**31:
         raise ValueError(f"{t * w} points on {size}^2 px: too large for int32 pixel indices")
     method = resolve_rasterizer(rasterizer)
+    method = "scatter" if method == "scatter_map" else method
     idx = jnp.arange(t * w, dtype=jnp.int32)  # walk order of the [T, W] points
     pixels = jnp.arange(size * size, dtype=jnp.int32)
 
@@ -394,21 +417,23 @@ def paste_patches(last: jax.Array, seeds: jax.Array) -> jax.Array:
     its nine candidate source pixels' last indices (:func:`last_point_index`).
 
     Args:
-      last: ``int32[B, H, W]`` from :func:`last_point_index`.
+      last: ``int32[B, H, W]`` from :func:`last_point_index`, indices < ``MAX_PASTE_POINTS``.
       seeds: ``uint32[B]`` per-image mask seeds; point i's mask is ``masks_of(seed, i)``.
 
     Returns:
       ``bool[B, H, W]``.
     """
-    masks = jnp.where(last >= 0, masks_of(seeds[:, None, None], jnp.maximum(last, 0)), 0)
+    masks = masks_of(seeds[:, None, None], jnp.maximum(last, 0)).astype(jnp.int32)
+    # One key per source pixel, index * 512 + mask, -1 where empty: one padded array read
+    # nine times (not an index and a mask array), so the stencil is one pass over the canvas.
+    packed = jnp.where(last >= 0, last * 512 + masks, -1)
     best = jnp.full(last.shape, -1, jnp.int32)
-    out = jnp.zeros(last.shape, jnp.uint32)
-    # Nine shifted reads of two padded arrays: XLA fuses them into a single pass.
-    for k, (i_k, m_k) in enumerate(zip(_patch_cells(last, -1), _patch_cells(masks, 0))):
-        win = i_k > best
-        best = jnp.where(win, i_k, best)
-        out = jnp.where(win, (m_k >> (8 - k)) & 1, out)
-    return out.astype(bool)
+    for k, p_k in enumerate(_patch_cells(packed, -1)):
+        # 2 * index + the bit of cell k: the largest is the latest covering point's, and
+        # its low bit is what that point pastes here.
+        key_k = jnp.where(p_k >= 0, ((p_k >> 9) << 1) | ((p_k >> (8 - k)) & 1), -1)
+        best = jnp.maximum(best, key_k)
+    return (best >= 0) & ((best & 1) == 1)
 
 
 def union_patches(lit: jax.Array, seeds: jax.Array) -> jax.Array:
@@ -428,6 +453,48 @@ def union_patches(lit: jax.Array, seeds: jax.Array) -> jax.Array:
     for k, m_k in enumerate(_patch_cells(masks, 0)):
         out = out | ((m_k >> (8 - k)) & 1)
     return out.astype(bool)
+
+
+def draw(
+    spec: RenderSpec, x: jax.Array, y: jax.Array, seeds: jax.Array
+) -> tuple[jax.Array, jax.Array]:
+    """Walk points ``float32[T, B, W]`` to the drawing: rescale, rasterise, patches.
+
+    With ``spec.rasterizer`` resolving to ``'scatter_map'`` the images are drawn one after
+    another (``lax.map``); otherwise all at once. The result is the same bit for bit.
+
+    Args:
+      spec: rendering options (``image_size``, ``pad``, ``patch``, ``rasterizer``).
+      x, y: the walk of each image (:func:`walk`).
+      seeds: ``uint32[B]`` per-image patch-mask seeds.
+
+    Returns:
+      ``lit: bool[B, H, W]`` and ``finite: bool[B]`` (:func:`rasterize`).
+    """
+    s = spec.image_size
+
+    def draw_all(x, y, seeds):
+        row, col, finite = rasterize(x, y, s, spec.pad)
+        last = last_point_index(row, col, s, spec.rasterizer)  # [B, H, W]
+        if spec.patch == "paste":
+            lit = paste_patches(last, seeds)
+        elif spec.patch == "union":
+            lit = union_patches(last >= 0, seeds)
+        else:
+            lit = last >= 0
+        return lit, finite
+
+    if resolve_rasterizer(spec.rasterizer) != "scatter_map":
+        return draw_all(x, y, seeds)
+
+    def one(i):
+        # Image i's points are a strided slice of the time-major walk; its canvas (1 MB of
+        # indices at 512 px) stays in cache from the scatter to the pastes.
+        take = lambda a: jax.lax.dynamic_slice_in_dim(a, i, 1, axis=1)
+        lit, finite = draw_all(take(x), take(y), jax.lax.dynamic_slice_in_dim(seeds, i, 1))
+        return lit[0], finite[0]
+
+    return jax.lax.map(one, jnp.arange(x.shape[1]))
 
 
 def _color_gradient(
@@ -472,29 +539,36 @@ def render_with_fill(
     k_walk, k_img = jax.random.split(key)
     if image_keys is None:
         image_keys = jax.vmap(lambda i: jax.random.fold_in(k_img, i))(jnp.arange(b))
-    if spec.shared_walk:
-        u = _walk_uniforms(spec, k_walk)
-    else:
-        walk_u = lambda k: _walk_uniforms(spec, jax.random.fold_in(k, 2))
-        u = jax.vmap(walk_u, out_axes=1)(image_keys)  # [S, B, W]
-    x, y = walk(ifs, u, spec.burn_in, spec.walk_start)
-    row, col, finite = rasterize(x, y, s, spec.pad)
-    last = last_point_index(row, col, s, spec.rasterizer)  # [B, H, W]
-    seeds = jax.vmap(lambda k: jax.random.bits(jax.random.fold_in(k, 0), (), jnp.uint32))
-    if spec.patch == "paste":
-        lit = paste_patches(last, seeds(image_keys))
-    elif spec.patch == "union":
-        lit = union_patches(last >= 0, seeds(image_keys))
-    else:
-        lit = last >= 0
-    fill = jnp.where(finite, lit.mean((1, 2)), 0.0)
-    img = lit[..., None].astype(jnp.float32)
-    if spec.color:
-        colors = jax.vmap(lambda k: _color_gradient(jax.random.fold_in(k, 1), s))(image_keys)
-        img = img * colors
-    else:
-        img = jnp.broadcast_to(img * spec.gray_level, (b, s, s, spec.channels))
-    return add_background(spec, img, lit, image_keys), fill
+    u_shared = _walk_uniforms(spec, k_walk) if spec.shared_walk else None
+
+    def render_some(ifs, image_keys):
+        n = ifs.maps.shape[0]
+        if spec.shared_walk:
+            u = u_shared
+        else:
+            walk_u = lambda k: _walk_uniforms(spec, jax.random.fold_in(k, 2))
+            u = jax.vmap(walk_u, out_axes=1)(image_keys)  # [S, n, W]
+        x, y = walk(ifs, u, spec.burn_in, spec.walk_start)
+        seeds = jax.vmap(lambda k: jax.random.bits(jax.random.fold_in(k, 0), (), jnp.uint32))
+        lit, finite = draw(spec, x, y, seeds(image_keys))
+        fill = jnp.where(finite, lit.mean((1, 2)), 0.0)
+        img = lit[..., None].astype(jnp.float32)
+        if spec.color:
+            colors = jax.vmap(lambda k: _color_gradient(jax.random.fold_in(k, 1), s))(image_keys)
+            img = img * colors
+        else:
+            img = jnp.broadcast_to(img * spec.gray_level, (n, s, s, spec.channels))
+        return add_background(spec, img, lit, image_keys), fill
+
+    if resolve_rasterizer(spec.rasterizer) != "scatter_map":
+        return render_some(ifs, image_keys)
+    # Image after image (CPU): walk a few images at a time, so that their walks (800 KB an
+    # image at 100k points) are still in cache when drawn; the walk of each image is the
+    # same, whatever images share its chunk.
+    c = math.gcd(b, MAP_CHUNK)
+    chunks = jax.tree.map(lambda a: a.reshape((b // c, c) + a.shape[1:]), (ifs, image_keys))
+    img, fill = jax.lax.map(lambda a: render_some(*a), chunks)
+    return img.reshape((b,) + img.shape[2:]), fill.reshape(b)
 
 
 def add_background(spec: RenderSpec, img: jax.Array, fg: jax.Array, keys: jax.Array) -> jax.Array:

@@ -103,6 +103,12 @@ def shutdown_distributed() -> None:
         jax.distributed.shutdown()
 
 
+def single_cpu_device() -> bool:
+    """One CPU device: a batch there gives no parallelism that one image lacks, so per-image
+    work runs fastest one image after another (``lax.map``), in cache."""
+    return jax.default_backend() == "cpu" and jax.device_count() == 1
+
+
 def is_primary() -> bool:
     """Whether this is process 0, the one that writes logs, metrics and records."""
     return jax.process_index() == 0

@@ -89,11 +89,15 @@ def test_walk_is_the_official_walk():
     assert not np.allclose(np.asarray(x2)[:, 0, 0], pts[:, 0], atol=1e-3)
 
 
+@pytest.mark.parametrize("rasterizer", ["scatter", "scatter_map"])
 @pytest.mark.parametrize("patch", ["paste", "none"])
-def test_drawing_matches_the_official_reference_bit_for_bit(classes, patch):
+def test_drawing_matches_the_official_reference_bit_for_bit(classes, patch, rasterizer):
     """The same walk and masks drawn by the JAX renderer and by the literal official loop
-    (PIL-style pastes in walk order, zero cells included, clipped, flipped) are identical."""
-    spec = render_lib.RenderSpec(image_size=96, walkers=8, steps=400, burn_in=5, pad=2, patch=patch)
+    (PIL-style pastes in walk order, zero cells included, clipped, flipped) are identical,
+    the batch drawn at once or image after image."""
+    spec = render_lib.RenderSpec(
+        image_size=96, walkers=8, steps=400, burn_in=5, pad=2, patch=patch, rasterizer=rasterizer
+    )
     key = jax.random.key(3)
     images = np.asarray(render_lib.render(spec, classes, key))[..., 0] > 0
     # The renderer's own walk and masks, replayed through the reference.
@@ -250,7 +254,7 @@ _render_small = jax.jit(lambda s, k: render_lib.render_with_fill(SMALL, s, k))
 
 def test_same_images_on_two_devices():
     """A batch sharded over 2 (virtual CPU) devices renders bit-identically to 1 device,
-    with either rasteriser, and each device renders its own images: the compiled program
+    with either rasteriser and 'auto', and each device renders its own images: the compiled program
     moves no points or pixels between devices (no all-gather; an earlier flat scatter over
     the whole batch gathered every device's points)."""
     code = textwrap.dedent(
@@ -266,7 +270,9 @@ def test_same_images_on_two_devices():
         mesh = jax.make_mesh((2,), ("data",), axis_types=(jax.sharding.AxisType.Auto,))
         sh = NamedSharding(mesh, P("data"))
         assert len(jax.devices()) == 2
-        for r in ("scatter", "sort"):
+        # Image after image would gather the batch on one device: 'auto' keeps it split.
+        assert render.resolve_rasterizer("auto") == "scatter"
+        for r in ("scatter", "sort", "auto"):
             g = jax.jit(lambda s, k: render.render(spec.__class__(**{
                 **spec.__dict__, "rasterizer": r}), s, k))
             split = jax.device_put(cls, sh)
@@ -291,6 +297,7 @@ def test_same_images_on_two_devices():
         ("channels", 2),
         ("walk_start", "center"),
         ("rasterizer", "matmul"),
+        ("walkers", 300_000),  # 4.8M points: more than paste_patches packs into an int32
     ],
 )
 def test_spec_validation(field, value):
@@ -300,18 +307,36 @@ def test_spec_validation(field, value):
 
 
 @pytest.mark.parametrize("patch", render_lib.PATCH_MODES)
-def test_sort_rasterizer_draws_the_same_images_as_scatter(classes, patch):
-    """The scatter-free path (for TPUs) is the same function: identical images and fills,
+def test_every_rasterizer_draws_the_same_images(classes, patch):
+    """The scatter-free path (for TPUs) and the image-after-image one (for CPUs) are the same
+    function as the vmapped scatter: from the same walk, identical drawings and finiteness,
     from dense walks (every pixel hit many times) to sparse ones (most pixels empty)."""
+    seeds = jnp.arange(classes.maps.shape[0], dtype=jnp.uint32) * 977
     for walkers, steps in ((64, 16), (3, 2)):
         spec = dataclasses.replace(SMALL, patch=patch, walkers=walkers, steps=steps)
+        u = render_lib._walk_uniforms(spec, jax.random.key(3))
+        x, y = jax.jit(lambda s, u: render_lib.walk(s, u, SMALL.burn_in))(classes, u)
         out = {}
-        for r in ("scatter", "sort"):
+        for r in ("scatter", "scatter_map", "sort"):
             spec_r = dataclasses.replace(spec, rasterizer=r)
-            f = jax.jit(lambda s, k, spec_r=spec_r: render_lib.render_with_fill(spec_r, s, k))
-            out[r] = jax.device_get(f(classes, jax.random.key(3)))
-        np.testing.assert_array_equal(out["scatter"][0], out["sort"][0])
-        np.testing.assert_array_equal(out["scatter"][1], out["sort"][1])
+            f = jax.jit(lambda x, y, spec_r=spec_r: render_lib.draw(spec_r, x, y, seeds))
+            out[r] = jax.device_get(f(x, y))
+        for r in ("scatter_map", "sort"):
+            np.testing.assert_array_equal(out["scatter"][0], out[r][0], err_msg=r)
+            np.testing.assert_array_equal(out["scatter"][1], out[r][1], err_msg=r)
+    # Whole renders, each its own compiled program: XLA may fuse the walk's multiply-adds
+    # into FMAs differently in each, moving the odd point by an ulp and across a pixel edge.
+    a, b = (
+        np.asarray(
+            render_lib.render(
+                dataclasses.replace(SMALL, patch=patch, rasterizer=r), classes, jax.random.key(3)
+            )
+        )
+        for r in ("scatter", "scatter_map")
+    )
+    assert np.mean(a != b) < 0.005
+    # One CPU device (the tests' process): 'auto' draws image after image.
+    assert render_lib.resolve_rasterizer("auto") == "scatter_map"
 
 
 @given(
