@@ -10,12 +10,14 @@ Five steps of the same ViT (forward, backward, AdamW), timed one after the other
                fixed images, no augmentation: the model path alone;
   fj full      fractaljax's whole train step (``train.make_train_step``, the paper's
                recipe): 1p-frac rendered in the step on the 512 px canvas, random resized
-               crop, flips, RandAugment, erasing, mixup/cutmix, drop-path (the per-image
-               augmentation as ``augment.per_image='auto'`` picks: one image at a time on
-               a single CPU device, vmapped elsewhere);
-  fj full vmap the same with ``augment.per_image='vmap'``: every RandAugment family and
-               the erasing noise computed for every image (the select vmap makes of a
-               branch), as on an accelerator;
+               crop, flips, RandAugment, erasing, mixup/cutmix, drop-path, with the
+               defaults (``augment.per_image`` and ``render.rasterizer`` 'auto': one image
+               at a time on a single CPU device, vmapped elsewhere; the gray fractal's crop
+               resampled from one channel);
+  fj before    the same step as the stored sweeps ran it: ``augment.per_image='vmap'``
+               (every RandAugment family and the erasing noise computed for every image),
+               ``render.rasterizer='scatter'`` (the batch rasterised at once) and the crop
+               resampled from all three channels;
   timm         timm's ``VisionTransformer`` of the same shape, PyTorch AdamW (if installed).
 All five are compiled and warmed up first, then timed in --rounds interleaved rounds of
 --steps steps each (a shared or throttled machine drifts; interleaving spreads the drift over
@@ -26,6 +28,7 @@ one visible GPU, or on the CPU): only the full step splits its batch over device
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import time
 
 import flax.linen as nn
@@ -141,11 +144,14 @@ def fj_model(args, config, images, labels, num_classes) -> Timed:
     return Timed(step, state)
 
 
-def fj_full(args, config, per_image: str = "auto") -> Timed:
+def fj_full(args, config, before: bool = False) -> Timed:
     config = config.copy_and_resolve_references()
-    config.augment.per_image = per_image
+    if before:
+        config.augment.per_image, config.render.rasterizer = "vmap", "scatter"
     mesh = sharding.data_mesh()
     source, model, _, _, state = train.build(config, mesh)
+    if before:
+        source = dataclasses.replace(source, gray=False)
     train_step = train.make_train_step(config, model, source, mesh)
     lrs = train.learning_rates(config)
     return Timed(lambda s, i: train_step(s, jnp.int32(i), lrs[i % len(lrs)])[0], state)
@@ -187,7 +193,7 @@ def main() -> None:
     parser.add_argument("--classes", type=int, default=1000)
     parser.add_argument("--dtype", default="float32", choices=sorted(train.DTYPES))
     parser.add_argument(
-        "--skip", default="", help="comma-separated: plain,model,full,full_vmap,timm"
+        "--skip", default="", help="comma-separated: plain,model,full,full_before,timm"
     )
     args = parser.parse_args()
     skip = set(filter(None, args.skip.split(",")))
@@ -208,7 +214,7 @@ def main() -> None:
         "plain": ("plain Flax", lambda: plain_flax(args, images, labels, args.classes, dtype)),
         "model": ("fj model", lambda: fj_model(args, config, images, labels, args.classes)),
         "full": ("fj full", lambda: fj_full(args, config)),
-        "full_vmap": ("fj full vmap", lambda: fj_full(args, config, "vmap")),
+        "full_before": ("fj before", lambda: fj_full(args, config, before=True)),
         "timm": ("timm", lambda: timm_step(args, args.classes)),
     }
     timed = {}
@@ -228,7 +234,12 @@ def main() -> None:
             f"  {runs[key][0]:<12} {t * 1000:8.1f} ms/step (IQR {spread[0]:.0f}-{spread[1]:.0f})"
             f"  {args.batch / t:7.1f} img/s"
         )
-    pairs = [("model", "plain"), ("full", "plain"), ("full_vmap", "plain"), ("full", "full_vmap")]
+    pairs = [
+        ("model", "plain"),
+        ("full", "plain"),
+        ("full_before", "plain"),
+        ("full", "full_before"),
+    ]
     for a, b in pairs + [("model", "timm"), ("full", "timm")]:
         if a in times and b in times:
             print(f"speed {runs[a][0]} / {runs[b][0]}: {times[b] / times[a]:.2f}")

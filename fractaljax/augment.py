@@ -266,6 +266,7 @@ def augment_batch(
     num_classes: int,
     cfg: ml_collections.ConfigDict,
     out_size: int | None = None,
+    gray: bool = False,
 ):
     """The pre-training augmentation pipeline of ``config.augment``, in timm's order:
     random-resized-crop from the canvas to ``out_size`` (or a plain resize when the crop is
@@ -277,6 +278,9 @@ def augment_batch(
       images: ``float32[B, H, W, C]`` in [0, 1] (H: the canvas).
       labels: ``int32[B]``.
       out_size: the model's input size; default H.
+      gray: every image's channels are equal (:attr:`Source.gray`): the crop is resampled
+        from the first channel and copied to the others, a third of the work and the same
+        images but for float rounding (the resampling is linear and per channel).
 
     Returns:
       ``(images float32[B, out, out, C] normalised, targets float32[B, L])``.
@@ -290,12 +294,17 @@ def augment_batch(
 
     def one(k, img):
         k_crop, k_flip, k_jit, k_erase, k_ra = jax.random.split(k, 5)
+        c = img.shape[-1]
+        # The antialiased crop is a dense resampling of the whole canvas, most of the
+        # augmentation's cost: for a gray drawing, one channel carries the image.
+        img = img[..., :1] if gray else img
         if cfg.crop_scale[0] < 1.0:
             img = random_resized_crop(
                 k_crop, img, tuple(cfg.crop_scale), tuple(cfg.crop_ratio), out, method
             )
         else:
             img = resize(img, out, method)
+        img = jnp.broadcast_to(img, img.shape[:-1] + (c,))
         img = flip(k_flip, img, cfg.hflip, cfg.vflip)
         if ra is not None:
             # Fill: the normalisation mean, as timm's create_transform sets img_mean.

@@ -332,7 +332,13 @@ def make_train_step(
             x = model_input(config, src, observe(config, k_aug, images))
         else:
             x, targets = augment.augment_batch(
-                k_aug, images, labels, src.num_classes, config.augment, input_size(config, src)
+                k_aug,
+                images,
+                labels,
+                src.num_classes,
+                config.augment,
+                input_size(config, src),
+                gray=src.gray,
             )
 
         def loss_fn(params):

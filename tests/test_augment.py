@@ -128,6 +128,30 @@ def test_images_taken_one_at_a_time_are_the_vmapped_ones():
     assert len(keys) == 1
 
 
+def test_gray_images_are_cropped_from_one_channel_with_the_same_result():
+    """augment_batch(gray=True) (Source.gray: 1p-frac, FractalDB, OFDB, contours, edges)
+    resamples the crop from one channel: for gray images, the images of gray=False but for
+    float rounding, with the paper's transform at a canvas 2x the input; on a colour image
+    the flag is visible (only the first channel is read), so it is not ignored."""
+    cfg = onepfrac.get_config("vit_ti").augment
+    gray = jnp.repeat(jax.random.uniform(jax.random.key(0), (16, 32, 32, 1)), 3, -1)
+    labels = jnp.arange(16) % 5
+
+    def run(images, flag):
+        fn = jax.jit(lambda k: augment.augment_batch(k, images, labels, 5, cfg, 16, gray=flag))
+        return [np.asarray(a) for a in fn(jax.random.key(3))]
+
+    (x1, t1), (x3, t3) = run(gray, True), run(gray, False)
+    # As for per_image: RandAugment's 8-bit levels can turn rounding into a level at the
+    # odd pixel; bound their share, the rest within rounding.
+    differ = np.abs(x1 - x3) > 1e-5
+    assert differ.mean() < 1e-3, differ.mean()
+    np.testing.assert_allclose(x1[~differ], x3[~differ], atol=1e-5)
+    np.testing.assert_array_equal(t1, t3)
+    colour = _images(16, 32)
+    assert np.abs(run(colour, True)[0] - run(colour, False)[0]).max() > 0.1
+
+
 def test_random_erasing_changes_a_box_only_when_on():
     img = jnp.zeros((16, 16, 3))
     on = augment.random_erasing(jax.random.key(0), img, 1.0)

@@ -122,6 +122,7 @@ def test_source_batches_in_the_train_step_shape(kind):
     assert not np.array_equal(images, batch(jax.random.key(0), 4, 8)[0])
     background = 1.0 if kind == "radial_contour" else 0.0
     assert (np.asarray(images) != background).mean() > 0.001  # something drawn
+    assert src.gray and (images == images[..., :1]).all()  # the augmentation crops one
 
 
 def test_segments_ended_is_searchsorted_of_every_point():

@@ -91,6 +91,7 @@ def test_one_fixed_image_per_class():
     again = np.asarray(src.render_labels(jnp.arange(5), jax.random.key(7)))
     assert len({im.tobytes() for im in again}) == 5  # five different images
     assert again.std() > 0.1  # coloured shapes, not a flat canvas
+    assert not src.gray  # every channel is cropped
 
 
 @pytest.mark.parametrize(

@@ -51,6 +51,7 @@ def test_bank_holds_the_same_images(fixed):
         np.asarray(bank.render_labels(labels, jax.random.key(3))),
         np.asarray(fixed.render_labels(labels, jax.random.key(4))),
     )
+    assert bank.gray and fixed.gray  # gray 127 on black: the augmentation crops one channel
 
 
 def test_stream_draws_fresh_images_every_step(fixed):

@@ -56,6 +56,8 @@ def test_batches_are_labelled_in_range_and_deterministic(module, tmp_path):
     assert labels.min() >= 0 and labels.max() < src.num_classes == 12
     assert np.isfinite(images).all() and images.min() >= 0 and images.max() <= 1
     assert float(images.mean()) > 0.01  # something drawn
+    # Source.gray (the augmentation then crops one channel) says what the images are.
+    assert src.gray and (images == images[..., :1]).all()
     again, labels2 = batch(key, 3, 32)
     np.testing.assert_array_equal(images, again)
     np.testing.assert_array_equal(labels, labels2)
@@ -185,6 +187,7 @@ def test_real_image_gray_and_rgb_modes(mode, channels):
     images = np.asarray(src.render_labels(jnp.arange(4), jax.random.key(0)))
     assert images.shape == (4, 32, 32, channels)
     assert images.std() > 0.05
+    assert src.gray == (mode == "gray")
     if mode == "rgb":
         assert np.abs(images[..., 0] - images[..., 1]).mean() > 0.005  # colour kept
 
@@ -220,6 +223,7 @@ def test_random_background_fills_the_black_and_keeps_the_fractal(tmp_path):
     a = np.asarray(jax.jit(black.render_labels)(labels, key))
     b = np.asarray(jax.jit(rand.render_labels)(labels, key))
     fg = a.max(-1) > 0
+    assert black.gray and not rand.gray  # a coloured background: every channel augmented
     np.testing.assert_array_equal(a[fg], b[fg])  # the fractal is unchanged
     assert (b[~fg].max(-1) > 0).mean() > 0.9 and b[~fg].max() <= 0.4
 

@@ -37,6 +37,9 @@ class Source:
         inside it) rather than closing over them: closed-over arrays are compiled into the
         program as constants, so every seed and data set would compile anew (and miss
         JAX's persistent cache), and a 262 MB bank would sit in the program.
+      gray: every image's channels are equal (a gray drawing), so the augmentation
+        resamples its crop from one channel (a third of the work) and copies it to the
+        others.
     """
 
     name: str
@@ -47,6 +50,7 @@ class Source:
     info: dict[str, Any] = dataclasses.field(default_factory=dict)
     random_labels: bool = False
     arrays: Any = None
+    gray: bool = False
 
     def render_labels(self, labels: jax.Array, key: jax.Array) -> jax.Array:
         """Images of classes ``labels: int32[B]`` drawn with ``key``: ``float32[B, H, W, C]``."""
@@ -133,12 +137,17 @@ def render_fixed(
     return render_lib.render_with_fill(spec, systems, walk_key, fixed_image_keys(patch_key, labels))
 
 
+def gray_drawing(spec: render_lib.RenderSpec) -> bool:
+    """Whether a drawing at ``spec`` is gray (every channel equal): one gray level on black."""
+    return not spec.color and spec.background == "black"
+
+
 def render_bank(
     draw: Callable[[jax.Array], jax.Array], num: int, spec: render_lib.RenderSpec
 ) -> jax.Array:
     """``draw(labels) -> float32[B, H, W, C]`` for every label, as ``uint8[num, H, W, C']``
     on the device (C' = 1 for gray images: a 1000-image bank at 512 px is 262 MB)."""
-    gray = not spec.color and spec.background == "black"
+    gray = gray_drawing(spec)
     to_u8 = lambda im: jnp.round((im[..., :1] if gray else im) * 255).astype(jnp.uint8)
     draw_u8 = jax.jit(lambda labels: to_u8(draw(labels)))
     chunk = min(CLASS_CHUNK, num)

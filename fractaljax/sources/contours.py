@@ -59,7 +59,14 @@ import numpy as np
 
 from fractaljax import keys as keys_lib
 from fractaljax.errors import ConfigError
-from fractaljax.sources.base import Source, bank_images, check_range, render_bank, render_spec
+from fractaljax.sources.base import (
+    Source,
+    bank_images,
+    check_range,
+    gray_drawing,
+    render_bank,
+    render_spec,
+)
 from fractaljax.sources.onepfrac import DATA_MODES
 
 # Ken Perlin's permutation, as `noise` 1.2.2's _noise.h PERM (its first 256 entries).
@@ -412,4 +419,5 @@ def make_contours(config: ml_collections.ConfigDict, cache_dir: str | None = Non
             inst = jax.random.randint(key, labels.shape, 0, n_inst)
             return fixed_images(config, labels, inst, arrays["params"], arrays["seed"])
 
-    return Source(kind, src.num_classes, spec, draw, info=info, arrays=arrays)
+    gray = gray_drawing(spec)
+    return Source(kind, src.num_classes, spec, draw, info=info, arrays=arrays, gray=gray)

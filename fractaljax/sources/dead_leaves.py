@@ -221,4 +221,4 @@ def make_dead_leaves(config: ml_collections.ConfigDict, cache_dir: str | None = 
     )
 
     n, draw = config.source.num_classes, bank_draw(spec.channels)
-    return Source("dead_leaves", n, spec, draw, arrays={"bank": bank})
+    return Source("dead_leaves", n, spec, draw, arrays={"bank": bank}, gray=spec.channels == 1)

@@ -19,7 +19,7 @@ from fractaljax import keys as keys_lib
 from fractaljax import render as render_lib
 from fractaljax.errors import ConfigError
 from fractaljax.ifs import IFS
-from fractaljax.sources.base import Source, check_range, render_spec, spec_identity
+from fractaljax.sources.base import Source, check_range, gray_drawing, render_spec, spec_identity
 
 # Candidates tested per batch in the FractalDB category search. Part of the definition of
 # the categories (candidate i's fill test uses the walk of its batch): do not change it.
@@ -175,4 +175,5 @@ def make_fractaldb(config: ml_collections.ConfigDict, cache_dir: str | None = No
         return images
 
     arrays = {"systems": systems, "weights": weights}
-    return Source("fractaldb", src.num_classes, spec, draw, systems, arrays=arrays)
+    gray = gray_drawing(spec)
+    return Source("fractaldb", src.num_classes, spec, draw, systems, arrays=arrays, gray=gray)

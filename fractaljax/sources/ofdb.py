@@ -6,7 +6,14 @@ import jax
 import ml_collections
 
 from fractaljax import keys as keys_lib
-from fractaljax.sources.base import Source, bank_draw, render_bank, render_fixed, render_spec
+from fractaljax.sources.base import (
+    Source,
+    bank_draw,
+    gray_drawing,
+    render_bank,
+    render_fixed,
+    render_spec,
+)
 from fractaljax.sources.fractaldb import search_categories
 
 
@@ -27,4 +34,5 @@ def make_ofdb(config: ml_collections.ConfigDict, cache_dir: str | None = None) -
     )[0]
     arrays = {"bank": render_bank(render_one, src.num_classes, spec)}
     draw = bank_draw(spec.channels)
-    return Source("ofdb", src.num_classes, spec, draw, systems, arrays=arrays)
+    gray = gray_drawing(spec)
+    return Source("ofdb", src.num_classes, spec, draw, systems, arrays=arrays, gray=gray)

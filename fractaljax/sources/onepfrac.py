@@ -22,6 +22,7 @@ from fractaljax.sources.base import (
     Source,
     bank_draw,
     check_range,
+    gray_drawing,
     render_bank,
     render_fixed,
     render_spec,
@@ -289,5 +290,5 @@ def make_onepfrac(config: ml_collections.ConfigDict, cache_dir: str | None = Non
     return OnePFracSource(
         "onepfrac", src.num_classes, spec, draw, systems, info, arrays=arrays,
         base=base, seed=config.seed, delta=float(src.delta),
-        latent_walk=src.get("latent_walk", "fixed"),
+        latent_walk=src.get("latent_walk", "fixed"), gray=gray_drawing(spec),
     )  # fmt: skip

@@ -60,4 +60,5 @@ def make_real_image(config: ml_collections.ConfigDict, cache_dir: str | None = N
         return render_lib.add_background(spec, images, images.max(-1) > 0, keys)
 
     arrays = {"base": base, "warps": warps}
-    return Source("real_image", src.num_classes, spec, draw, arrays=arrays)
+    gray = src.mode != "rgb" and spec.background == "black"  # edges: one gray level
+    return Source("real_image", src.num_classes, spec, draw, arrays=arrays, gray=gray)
