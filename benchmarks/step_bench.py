@@ -28,7 +28,6 @@ one visible GPU, or on the CPU): only the full step splits its batch over device
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import time
 
 import flax.linen as nn
@@ -148,10 +147,9 @@ def fj_full(args, config, before: bool = False) -> Timed:
     config = config.copy_and_resolve_references()
     if before:
         config.augment.per_image, config.render.rasterizer = "vmap", "scatter"
+        config.augment.gray_crop = False
     mesh = sharding.data_mesh()
     source, model, _, _, state = train.build(config, mesh)
-    if before:
-        source = dataclasses.replace(source, gray=False)
     train_step = train.make_train_step(config, model, source, mesh)
     lrs = train.learning_rates(config)
     return Timed(lambda s, i: train_step(s, jnp.int32(i), lrs[i % len(lrs)])[0], state)

@@ -168,6 +168,9 @@ def vit_ti(c: ml_collections.ConfigDict) -> None:
     # 'auto': the per-image transform one image at a time on a single CPU device, vmapped
     # elsewhere; the same images but for float rounding (augment.per_image_mode).
     c.augment.per_image = "auto"
+    # A gray drawing's crop resampled from one channel and copied to the others (Source.gray):
+    # a third of the work, the same images but for float rounding. False: every channel.
+    c.augment.gray_crop = True
 
     # Evaluators the loop runs every N steps (fractaljax/evals; 0: off), e.g.
     # --config.evals.probe.every=1200: measuring only, weights and sweep keys unchanged.

@@ -325,6 +325,7 @@ class ArraySource:
     labels: jax.Array  # int32[N]
     num_classes: int
     name: str = "arrays"
+    gray: bool = False  # every image's channels equal (Source.gray): crop one channel
 
     @property
     def image_shape(self) -> tuple[int, int, int]:
@@ -343,7 +344,7 @@ class ArraySource:
         """All that a program drawing from this source depends on besides the arrays'
         values: runs on equal keys share compiled steps (``train.kept``)."""
         shapes = [(a.shape, str(a.dtype)) for a in (self.images, self.labels)]
-        return ("ArraySource", self.name, self.num_classes, *shapes)
+        return ("ArraySource", self.name, self.num_classes, self.gray, *shapes)
 
     def batch(self, key: jax.Array, step, batch_size: int):
         idx = jax.random.randint(jax.random.fold_in(key, step), (batch_size,), 0, len(self.labels))

@@ -69,6 +69,7 @@ NEUTRAL_FIELDS = (
     "param_sharding",
     "fsdp_min_size",
     "augment.per_image",
+    "augment.gray_crop",
     "evals",
 )
 

@@ -289,6 +289,12 @@ def _program_of(kind: str, config, model, source, mesh, *more) -> tuple:
 # ---- The step: render, augment, update (one jit) -----------------------------------------
 
 
+def gray_crop(config: ml_collections.ConfigDict, source: Any) -> bool:
+    """Whether the step crops the source's images from one channel: a gray source
+    (:attr:`Source.gray`) and ``augment.gray_crop`` (a config without it: on)."""
+    return source.gray and bool(config.augment.get("gray_crop", True))
+
+
 def make_train_step(
     config, model, source, mesh, state_sharding=None, inputs: dict[str, Any] | None = None
 ) -> Callable:
@@ -338,7 +344,7 @@ def make_train_step(
                 src.num_classes,
                 config.augment,
                 input_size(config, src),
-                gray=src.gray,
+                gray=gray_crop(config, src),
             )
 
         def loss_fn(params):
@@ -653,7 +659,8 @@ def run(
         f"{input_size(config, source)} px), batch "
         f"{config.batch_size}, steps {start}->{config.total_steps}, "
         f"{mesh.devices.size} {jax.devices()[0].platform} device(s), workdir {workdir}, "
-        f"augmentation per image: {augment.per_image_mode(config.augment)}",
+        f"augmentation per image: {augment.per_image_mode(config.augment)}"
+        f"{', crop from one channel (gray)' if gray_crop(config, source) else ''}",
         flush=True,
     )
 

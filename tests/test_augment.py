@@ -123,8 +123,10 @@ def test_images_taken_one_at_a_time_are_the_vmapped_ones():
     sweep = sweep_delta_small.get_config()
     keys = set()
     for mode in ("auto", "vmap", "map"):
-        sweep.pretrain.augment.per_image = mode
-        keys.add(sweeps.point_key(sweeps.point_setup(sweep, sweep.sweep.field, 0.1, 0)[2]))
+        for gray_crop in (True, False):  # augment.gray_crop too: how, not what
+            sweep.pretrain.augment.per_image = mode
+            sweep.pretrain.augment.gray_crop = gray_crop
+            keys.add(sweeps.point_key(sweeps.point_setup(sweep, sweep.sweep.field, 0.1, 0)[2]))
     assert len(keys) == 1
 
 
@@ -150,6 +152,15 @@ def test_gray_images_are_cropped_from_one_channel_with_the_same_result():
     np.testing.assert_array_equal(t1, t3)
     colour = _images(16, 32)
     assert np.abs(run(colour, True)[0] - run(colour, False)[0]).max() > 0.1
+    # The train step crops one channel for a gray source unless augment.gray_crop is off.
+    from fractaljax import downstream, train
+
+    config = onepfrac.get_config("vit_ti")
+    src = downstream.ArraySource(gray, labels, 5, gray=True)
+    assert train.gray_crop(config, src)
+    assert not train.gray_crop(config, downstream.ArraySource(gray, labels, 5))
+    config.augment.gray_crop = False
+    assert not train.gray_crop(config, src)
 
 
 def test_random_erasing_changes_a_box_only_when_on():
