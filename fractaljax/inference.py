@@ -297,7 +297,7 @@ class Generator:
 
     def render_classes(self, labels: jax.Array) -> jax.Array:
         """The fixed images of classes ``labels: int32[B]``, ``float32[B, H, W, C]``."""
-        return _render_classes(self, labels)
+        return _render_classes(self.spec, self.systems, self.walk_key, self.patch_key, labels)
 
     def class_eps(self) -> jax.Array:
         """Each class's multipliers of the base parameters, ``float32[L, 6N]``."""
@@ -307,7 +307,9 @@ class Generator:
     def render_eps(self, eps: jax.Array) -> jax.Array:
         """Images of multipliers ``eps: float32[K, 6N]`` (base probabilities, the fixed
         walk, the patches of class index L), ``float32[K, H, W, C]``."""
-        return _render_eps(self, eps)
+        # The patches of class index L: a key no class draws with.
+        image_key = jax.random.fold_in(self.patch_key, self.num_classes)
+        return _render_eps(self.spec, self.base, self.walk_key, image_key, eps)
 
     def log_prior_eps(self, eps: jax.Array) -> jax.Array:
         """Uniform on the box ``[1 - delta, 1 + delta]^P``: ``float32[K]``, -inf outside."""
@@ -482,21 +484,25 @@ def fit_std_scale(
 
 
 # Compiled (and inlined where the caller is compiled): op by op, the renderer's dispatches
-# cost seconds a call.
-@jax.jit
-def _render_classes(gen: Generator, labels: jax.Array) -> jax.Array:
-    chosen = jax.tree.map(lambda a: a[labels], gen.systems)
-    return sources.render_fixed(gen.spec, chosen, labels, gen.walk_key, gen.patch_key)[0]
+# cost seconds a call. They take the arrays they read, not the Generator, whose static
+# noise and pool would compile them anew for every bandwidth.
+@functools.partial(jax.jit, static_argnums=0)
+def _render_classes(
+    spec: render_lib.RenderSpec, systems: IFS, walk_key: jax.Array, patch_key: jax.Array, labels
+) -> jax.Array:
+    chosen = jax.tree.map(lambda a: a[labels], systems)
+    return sources.render_fixed(spec, chosen, labels, walk_key, patch_key)[0]
 
 
-@jax.jit
-def _render_eps(gen: Generator, eps: jax.Array) -> jax.Array:
+@functools.partial(jax.jit, static_argnums=0)
+def _render_eps(
+    spec: render_lib.RenderSpec, base: IFS, walk_key: jax.Array, image_key: jax.Array, eps
+) -> jax.Array:
     k = eps.shape[0]
-    maps = gen.base.maps[None] * eps.reshape(k, *gen.base.maps.shape)
-    probs = jnp.broadcast_to(gen.base.probs, maps.shape[:2])
-    image_key = jax.random.fold_in(gen.patch_key, gen.num_classes)
+    maps = base.maps[None] * eps.reshape(k, *base.maps.shape)
+    probs = jnp.broadcast_to(base.probs, maps.shape[:2])
     keys = jnp.broadcast_to(image_key, (k,) + image_key.shape)
-    return render_lib.render_with_fill(gen.spec, IFS(maps, probs), gen.walk_key, keys)[0]
+    return render_lib.render_with_fill(spec, IFS(maps, probs), walk_key, keys)[0]
 
 
 @functools.partial(jax.jit, static_argnums=2)

@@ -246,6 +246,12 @@ def test_generator_renders_the_fixed_data_set_and_its_box(small_source):
     assert eps.shape == (8, 12) and float(jnp.abs(eps - 1).max()) <= 0.1 + 1e-5
     assert np.isfinite(np.asarray(gen.log_prior_eps(eps))).all()
     assert np.isneginf(np.asarray(gen.log_prior_eps(eps.at[:, 0].set(1.2)))).all()
+    # Another bandwidth and pooling render with the programs already compiled.
+    jax.block_until_ready(gen.render_eps(eps))
+    compiled = inf._render_classes._cache_size(), inf._render_eps._cache_size()
+    other = inf.generator(src, noise=0.3, pool=4)
+    jax.block_until_ready((other.render_classes(labels), other.render_eps(eps)))
+    assert (inf._render_classes._cache_size(), inf._render_eps._cache_size()) == compiled
     # eps's render is the class's shape (same walk; other patches, so compare unpatched).
     c2 = c.copy_and_resolve_references()
     c2.render.patch = "none"
