@@ -488,7 +488,11 @@ def fit_std_scale(
 # noise and pool would compile them anew for every bandwidth.
 @functools.partial(jax.jit, static_argnums=0)
 def _render_classes(
-    spec: render_lib.RenderSpec, systems: IFS, walk_key: jax.Array, patch_key: jax.Array, labels
+    spec: render_lib.RenderSpec,
+    systems: IFS,
+    walk_key: jax.Array,
+    patch_key: jax.Array,
+    labels: jax.Array,
 ) -> jax.Array:
     chosen = jax.tree.map(lambda a: a[labels], systems)
     return sources.render_fixed(spec, chosen, labels, walk_key, patch_key)[0]
@@ -496,7 +500,11 @@ def _render_classes(
 
 @functools.partial(jax.jit, static_argnums=0)
 def _render_eps(
-    spec: render_lib.RenderSpec, base: IFS, walk_key: jax.Array, image_key: jax.Array, eps
+    spec: render_lib.RenderSpec,
+    base: IFS,
+    walk_key: jax.Array,
+    image_key: jax.Array,
+    eps: jax.Array,
 ) -> jax.Array:
     k = eps.shape[0]
     maps = base.maps[None] * eps.reshape(k, *base.maps.shape)

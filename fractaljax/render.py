@@ -34,7 +34,6 @@ generator (docs/fidelity.md).
 from __future__ import annotations
 
 import dataclasses
-import math
 
 import jax
 import jax.numpy as jnp
@@ -48,7 +47,8 @@ WALK_STARTS = ("attractor", "origin")
 BACKGROUNDS = ("black", "random")
 RASTERIZERS = ("auto", "scatter", "scatter_map", "sort")
 # With rasterizer 'scatter_map', render_with_fill walks this many images at a time (or the
-# largest divisor of the batch below it): one chunk's walks fit in a CPU's cache.
+# largest divisor of the batch below it): one chunk's walks (800 KB an image at 100k
+# points) fit in a CPU's cache.
 MAP_CHUNK = 16
 # paste_patches packs a point index and its 9-bit mask into one int32: index * 512 + mask.
 MAX_PASTE_POINTS = 2**22
@@ -458,20 +458,25 @@ def union_patches(lit: jax.Array, seeds: jax.Array) -> jax.Array:
 def draw(
     spec: RenderSpec, x: jax.Array, y: jax.Array, seeds: jax.Array
 ) -> tuple[jax.Array, jax.Array]:
-    """Walk points ``float32[T, B, W]`` to the drawing: rescale, rasterise, patches.
+    """A walk's points to its drawing: rescale, rasterise, patches.
 
     With ``spec.rasterizer`` resolving to ``'scatter_map'`` the images are drawn one after
     another (``lax.map``); otherwise all at once. The result is the same bit for bit.
 
     Args:
       spec: rendering options (``image_size``, ``pad``, ``patch``, ``rasterizer``).
-      x, y: the walk of each image (:func:`walk`).
+      x, y: ``float32[T, B, W]``, the walk of each image (:func:`walk`).
       seeds: ``uint32[B]`` per-image patch-mask seeds.
 
     Returns:
       ``lit: bool[B, H, W]`` and ``finite: bool[B]`` (:func:`rasterize`).
     """
     s = spec.image_size
+    if spec.patch == "paste" and x.shape[0] * x.shape[2] > MAX_PASTE_POINTS:
+        raise ValueError(
+            f"{x.shape[0] * x.shape[2]} points: patch='paste' packs an index and a mask into "
+            f"an int32, so it takes at most {MAX_PASTE_POINTS}"
+        )
 
     def draw_all(x, y, seeds):
         row, col, finite = rasterize(x, y, s, spec.pad)
@@ -565,7 +570,7 @@ def render_with_fill(
     # Image after image (CPU): walk a few images at a time, so that their walks (800 KB an
     # image at 100k points) are still in cache when drawn; the walk of each image is the
     # same, whatever images share its chunk.
-    c = math.gcd(b, MAP_CHUNK)
+    c = max(d for d in range(1, MAP_CHUNK + 1) if b % d == 0)
     chunks = jax.tree.map(lambda a: a.reshape((b // c, c) + a.shape[1:]), (ifs, image_keys))
     img, fill = jax.lax.map(lambda a: render_some(*a), chunks)
     return img.reshape((b,) + img.shape[2:]), fill.reshape(b)

@@ -59,7 +59,8 @@ def write_config(path: str, config: ml_collections.ConfigDict) -> None:
     files.write_atomic(path, config.to_json_best_effort(indent=2))
 
 
-# Fields that change how, not what, is computed: the rasterisers draw identical images,
+# Fields that change how, not what, is computed: the rasterisers draw a walk identically
+# (two compiled programs may round the walk differently: an ulp-moved point at the odd pixel),
 # sharding the parameters changes only the order of float sums, the per-image augmentation
 # mapped or vmapped gives the same images but for float rounding (a RandAugment level at
 # the odd pixel), and evaluators measure the run without touching it. A resume may change

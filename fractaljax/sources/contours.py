@@ -63,7 +63,6 @@ from fractaljax.sources.base import (
     Source,
     bank_images,
     check_range,
-    gray_drawing,
     render_bank,
     render_spec,
 )
@@ -419,5 +418,5 @@ def make_contours(config: ml_collections.ConfigDict, cache_dir: str | None = Non
             inst = jax.random.randint(key, labels.shape, 0, n_inst)
             return fixed_images(config, labels, inst, arrays["params"], arrays["seed"])
 
-    gray = gray_drawing(spec)
-    return Source(kind, src.num_classes, spec, draw, info=info, arrays=arrays, gray=gray)
+    # One gray level per pixel, repeated over the channels (whatever render.color says).
+    return Source(kind, src.num_classes, spec, draw, info=info, arrays=arrays, gray=True)
