@@ -59,13 +59,7 @@ import numpy as np
 
 from fractaljax import keys as keys_lib
 from fractaljax.errors import ConfigError
-from fractaljax.sources.base import (
-    Source,
-    bank_images,
-    check_range,
-    render_bank,
-    render_spec,
-)
+from fractaljax.sources.base import Source, bank_images, check_range, render_bank, render_spec
 from fractaljax.sources.onepfrac import DATA_MODES
 
 # Ken Perlin's permutation, as `noise` 1.2.2's _noise.h PERM (its first 256 entries).
